@@ -1,0 +1,46 @@
+"""Writing a run's files so that a failed run leaves none half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from pathlib import Path
+
+import torch
+
+RESULTS_FILE = "results.json"
+WEIGHTS_FILE = "pruned.pt"
+
+
+def _atomic_write(path: Path, write) -> None:
+    partial = path.with_name(path.name + ".part")
+    write(partial)
+    os.replace(partial, path)
+
+
+def save_outputs(out_dir: Path, state_dict: dict, results: dict) -> None:
+    """Write pruned.pt (a plain state dict) and then results.json, each atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
+    _atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
+    _atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(json.dumps(results, indent=2) + "\n"))
+
+
+def flatten_metrics(results: dict, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of a nested dict as {"a/b": value}, for loggers."""
+    flat: dict[str, float] = {}
+    for key, value in results.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_metrics(value, name + "/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def peak_memory_mb() -> dict[str, float | None]:
+    """Peak resident memory of this process, and peak CUDA allocation when CUDA was used."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+    cuda = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_initialized() else None
+    return {"cpu_rss": rss, "cuda": cuda}

@@ -1,0 +1,81 @@
+"""Which parameters are pruned, and moving them to and from one flat vector."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .errors import UserError
+
+PRUNABLE_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@dataclass
+class PrunedParams:
+    """An ordered set of weight tensors treated as one flat vector of length `numel`."""
+
+    names: list[str]
+    params: list[nn.Parameter]
+
+    @property
+    def numel(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    def flatten(self) -> Tensor:
+        """The current weights as one detached vector."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    def assign(self, flat: Tensor) -> None:
+        """Write a flat vector back into the weight tensors."""
+        if flat.numel() != self.numel:
+            raise ValueError(f"expected {self.numel} values, got {flat.numel()}")
+        offset = 0
+        with torch.no_grad():
+            for p in self.params:
+                p.copy_(flat[offset : offset + p.numel()].view_as(p))
+                offset += p.numel()
+
+    def count_zeros(self) -> int:
+        return sum(int((p == 0).sum()) for p in self.params)
+
+    def sparsity(self) -> float:
+        """Measured sparsity: the fraction of exact zeros among the pruned weights."""
+        return self.count_zeros() / self.numel
+
+    def check_finite(self) -> None:
+        """Refuse weights with NaN or inf, naming the first bad tensor."""
+        for name, p in zip(self.names, self.params):
+            bad = int((~torch.isfinite(p)).sum())
+            if bad:
+                raise UserError(f"weight {name} has {bad} non-finite values (NaN or inf); check the checkpoint")
+
+
+def select_pruned(model: nn.Module, include: list[str] | None = None, exclude: list[str] | None = None) -> PrunedParams:
+    """Weights of conv and linear layers whose names match `include` and not `exclude`
+    (shell-style patterns such as "layer1.*"). Biases and normalisation layers are never pruned."""
+    include = list(include or ["*"])
+    exclude = list(exclude or [])
+    names, params = [], []
+    for module_name, module in model.named_modules():
+        if not isinstance(module, PRUNABLE_MODULES):
+            continue
+        name = f"{module_name}.weight" if module_name else "weight"
+        if any(fnmatch.fnmatchcase(name, pat) for pat in include) and not any(
+            fnmatch.fnmatchcase(name, pat) for pat in exclude
+        ):
+            names.append(name)
+            params.append(module.weight)
+    if not params:
+        raise UserError(
+            f"no conv/linear weight matches include={include} exclude={exclude}; "
+            "check model.prune.include and model.prune.exclude"
+        )
+    return PrunedParams(names, params)
+
+
+def keep_count(sparsity: float, numel: int) -> int:
+    """Global budget k = int((1 − sparsity) · numel), as in the paper."""
+    return int((1 - sparsity) * numel)

@@ -1,0 +1,53 @@
+"""The interface every pruner implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import Tensor, nn
+
+from ..params import PrunedParams
+
+SampleSource = Callable[[int], tuple[Tensor, Tensor]]
+
+
+@dataclass
+class PruneContext:
+    """What a pruner may use: the model (eval mode), its pruned weights, the loss, and a
+    source of `count` training samples for Fisher estimates."""
+
+    model: nn.Module
+    pruned: PrunedParams
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    draw_samples: SampleSource
+    progress: bool = True
+
+
+@dataclass
+class PruneResult:
+    """New values for the pruned weights (flat) and what it cost to get them."""
+
+    weights: Tensor
+    fisher_seconds: float = 0.0
+    solver_seconds: float = 0.0
+    stats: dict = field(default_factory=dict)
+
+
+class Pruner(ABC):
+    """Chooses which weights to keep (and their new values) for a target sparsity."""
+
+    name: str = "pruner"
+
+    def samples_needed(self) -> int:
+        """Training samples the pruner draws (0 for data-free pruners)."""
+        return 0
+
+    @abstractmethod
+    def settings(self) -> dict:
+        """The pruner's configuration, as recorded in results.json."""
+
+    @abstractmethod
+    def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
+        """Return weights with at most int((1 − sparsity)·p) nonzeros."""

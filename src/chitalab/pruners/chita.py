@@ -1,0 +1,139 @@
+"""CHITA: prune by solving the L0-constrained Fisher regression (see `chitalab.solver`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from ..errors import UserError, choice_error
+from ..fisher import check_finite_gradients, check_fisher_memory, collect_gradients
+from ..params import keep_count
+from ..solver import INITS, POLISH_METHODS, Problem, active_set_iht, backsolve, hard_threshold, iht, polish
+from .base import PruneContext, PruneResult, Pruner
+
+log = logging.getLogger(__name__)
+
+METHODS = ("iht", "active_set", "backsolve")
+FISHER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+class ChitaPruner(Pruner):
+    """Single-stage CHITA.
+
+    n_samples gradients (each the mean over `fisher_mini_bsz` samples) form G; the
+    solver `method` (iht, active_set, backsolve) then chooses k weights and their new
+    values under the ridge `l2`. `first_order_term` adds a = Σ g_i / m to the objective.
+    """
+
+    name = "chita"
+
+    def __init__(
+        self,
+        method: str = "iht",
+        n_samples: int = 1000,
+        fisher_mini_bsz: int = 1,
+        l2: float = 1e-4,
+        iterations: int = 100,
+        first_order_term: bool = False,
+        init: str = "backsolve",
+        refit: bool = False,
+        polish: str = "none",
+        cd_sweeps: int = 1,
+        tol: float = 1e-7,
+        active_set_expand: float = 1.5,
+        fisher_dtype: str = "float32",
+        fisher_chunk_size: int = 64,
+        max_memory_gb: float | None = None,
+    ):
+        if method not in METHODS:
+            raise choice_error("pruner.method", method, METHODS)
+        if init not in INITS:
+            raise choice_error("pruner.init", init, INITS)
+        if polish not in POLISH_METHODS:
+            raise choice_error("pruner.polish", polish, POLISH_METHODS)
+        if fisher_dtype not in FISHER_DTYPES:
+            raise choice_error("pruner.fisher_dtype", fisher_dtype, tuple(FISHER_DTYPES))
+        for key, value, low in (
+            ("n_samples", n_samples, 1),
+            ("fisher_mini_bsz", fisher_mini_bsz, 1),
+            ("iterations", iterations, 0),
+            ("cd_sweeps", cd_sweeps, 1),
+            ("fisher_chunk_size", fisher_chunk_size, 1),
+        ):
+            if not isinstance(value, int) or value < low:
+                raise UserError(f"pruner.{key}={value!r} is not allowed; it must be an integer >= {low}")
+        if not l2 >= 0:
+            raise UserError(f"pruner.l2={l2!r} is not allowed; it must be >= 0")
+        if not active_set_expand >= 1:
+            raise UserError(f"pruner.active_set_expand={active_set_expand!r} is not allowed; it must be >= 1")
+        self.method = method
+        self.n_samples = n_samples
+        self.fisher_mini_bsz = fisher_mini_bsz
+        self.l2 = float(l2)
+        self.iterations = iterations
+        self.first_order_term = first_order_term
+        self.init = init
+        self.refit = refit
+        self.polish = polish
+        self.cd_sweeps = cd_sweeps
+        self.tol = tol
+        self.active_set_expand = active_set_expand
+        self.fisher_dtype = fisher_dtype
+        self.fisher_chunk_size = fisher_chunk_size
+        self.max_memory_gb = max_memory_gb
+
+    def samples_needed(self) -> int:
+        return self.n_samples * self.fisher_mini_bsz
+
+    def settings(self) -> dict:
+        return {"name": self.name, **vars(self)}
+
+    def _solve(self, problem: Problem, k: int):
+        if self.method == "backsolve":
+            return backsolve(problem, k)
+        options = dict(init=self.init, max_iter=self.iterations, tol=self.tol, refit=self.refit)
+        if self.method == "iht":
+            return iht(problem, k, **options)
+        return active_set_iht(problem, k, expand=self.active_set_expand, **options)
+
+    def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
+        w_bar = ctx.pruned.flatten()
+        k = keep_count(sparsity, w_bar.numel())
+        dtype = FISHER_DTYPES[self.fisher_dtype]
+        device = w_bar.device
+        estimate = check_fisher_memory(
+            self.n_samples, w_bar.numel(), dtype, self.fisher_chunk_size, device, self.max_memory_gb
+        )
+        log.info("Fisher: %d gradients x %d weights, about %.1f MiB", self.n_samples, w_bar.numel(), estimate / 2**20)
+
+        start = time.perf_counter()
+        x, y = ctx.draw_samples(self.samples_needed())
+        G = collect_gradients(
+            ctx.model, ctx.pruned, ctx.loss_fn, x, y,
+            mini_bsz=self.fisher_mini_bsz, chunk_size=self.fisher_chunk_size, dtype=dtype, progress=ctx.progress,
+        )
+        check_finite_gradients(G)
+        fisher_seconds = time.perf_counter() - start
+
+        start = time.perf_counter()
+        first_order = G.sum(dim=0) / self.fisher_mini_bsz if self.first_order_term else None
+        problem = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
+        result = self._solve(problem, k)
+        w = polish(problem, result.w, self.polish, self.cd_sweeps)
+        objective = problem.objective(w)
+        solver_seconds = time.perf_counter() - start
+
+        stats = result.stats()
+        stats.update(
+            objective=objective,
+            objective_before_polish=result.objective,
+            objective_magnitude=problem.objective(hard_threshold(problem.w_bar, k)[0]),
+            k=k,
+        )
+        log.info(
+            "CHITA %s: objective %.6g (magnitude pruning: %.6g), %d iterations, %.2fs",
+            self.method, objective, stats["objective_magnitude"], result.iterations, solver_seconds,
+        )
+        return PruneResult(weights=w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats)

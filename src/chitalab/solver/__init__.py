@@ -1,0 +1,23 @@
+"""Pure tensor solvers for the CHITA problem (no nn.Module, no Lightning)."""
+
+from .active_set import active_set_iht
+from .backsolve import backsolve, fit_on_support, ridge_on_support
+from .iht import INITS, iht
+from .polish import POLISH_METHODS, polish
+from .problem import Problem, hard_threshold, top_k_support
+from .result import SolveResult
+
+__all__ = [
+    "Problem",
+    "SolveResult",
+    "active_set_iht",
+    "backsolve",
+    "fit_on_support",
+    "hard_threshold",
+    "iht",
+    "polish",
+    "POLISH_METHODS",
+    "INITS",
+    "ridge_on_support",
+    "top_k_support",
+]

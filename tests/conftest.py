@@ -1,0 +1,40 @@
+"""Shared fixtures: where the real data and checkpoints are, and how to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data"))
+CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints"))
+MLPNET_CHECKPOINT = CHECKPOINT_DIR / "mnist_25_epoch_93.97.ckpt"
+
+
+def have_mnist() -> bool:
+    raw = DATA_DIR / "MNIST" / "raw"
+    return (raw / "t10k-labels-idx1-ubyte").is_file() or (raw / "t10k-labels-idx1-ubyte.gz").is_file()
+
+
+needs_mnist = pytest.mark.skipif(
+    not (have_mnist() and MLPNET_CHECKPOINT.is_file()),
+    reason=f"real MNIST ({DATA_DIR}/MNIST/raw) or the MLPNet checkpoint ({MLPNET_CHECKPOINT}) is absent; "
+    "set CHITA_DATA_DIR and CHITA_CHECKPOINT_DIR",
+)
+
+
+def run_cli(*overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python run.py OVERRIDES` with progress bars off and no experiment logger."""
+    env = dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR), CHITA_CHECKPOINT_DIR=str(CHECKPOINT_DIR))
+    env.setdefault("CHITA_CACHE_DIR", str(REPO / ".cache"))
+    flags = [o for o in overrides if o.startswith("-")]
+    settings = [o for o in overrides if not o.startswith("-")]
+    cmd = [sys.executable, str(REPO / "run.py"), *flags, "progress=false", "logger=none", *settings]
+    return subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+SYNTHETIC = ("model=tiny_mlp", "dataset=synthetic")

@@ -1,0 +1,99 @@
+"""End to end through run.py on synthetic data: outputs, multiruns, loggers, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from chitalab.models import MLPNet
+from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
+
+from conftest import SYNTHETIC, run_cli
+
+RESULT_KEYS = {
+    "model", "dataset", "schedule", "pruner", "seed", "device", "sparsity", "num_pruned_weights",
+    "num_nonzero", "dense", "pruned", "seconds", "peak_memory_mb", "solver",
+}
+
+
+def test_chita_run_writes_results_and_loadable_weights(tmp_path):
+    done = run_cli(*SYNTHETIC, "sparsity=0.75", "pruner.method=active_set", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert RESULT_KEYS <= set(results)
+    assert results["pruner"]["method"] == "active_set" and results["pruner"]["n_samples"] == 1000
+    assert results["sparsity"]["requested"] == 0.75
+    assert results["sparsity"]["measured"] >= 0.75
+    assert set(results["seconds"]) == {"fisher", "solver", "total"}
+    assert 0 <= results["pruned"]["test_acc"] <= 100
+    model = MLPNet(64, [16, 8], 4)
+    model.load_state_dict(torch.load(tmp_path / WEIGHTS_FILE, weights_only=True))
+    zeros = sum(int((p == 0).sum()) for p in model.parameters())
+    assert zeros / results["num_pruned_weights"] == pytest.approx(results["sparsity"]["measured"])
+
+
+def test_multirun_sweeps_methods_and_sparsities_into_separate_folders(tmp_path):
+    done = run_cli("-m", *SYNTHETIC, "pruner=mp,chita", "sparsity=0.5,0.9", f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"*/{RESULTS_FILE}"))]
+    assert len(runs) == 4
+    assert sorted((r["pruner"]["name"], r["sparsity"]["requested"]) for r in runs) == [
+        ("chita", 0.5), ("chita", 0.9), ("mp", 0.5), ("mp", 0.9)
+    ]
+
+
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_loggers_write_offline(tmp_path, logger):
+    done = run_cli(*SYNTHETIC, "pruner=mp", f"logger={logger}", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    if logger == "csv":
+        metrics = next(tmp_path.glob("csv/*/metrics.csv")).read_text()
+        assert "pruned/test_acc" in metrics and "sparsity/measured" in metrics
+    else:
+        assert list(tmp_path.glob("wandb/offline-run-*")), "no offline W&B run was written"
+
+
+def _bad_checkpoint(tmp_path: Path, kind: str) -> str:
+    path = tmp_path / f"{kind}.pt"
+    state = MLPNet(64, [16, 8], 4).state_dict()
+    if kind == "mismatch":
+        state["fc1.weight"] = torch.zeros(3, 3)
+    elif kind == "nan":
+        state["fc2.weight"][0, 0] = float("nan")
+    elif kind == "huge":  # finite weights whose activations overflow: non-finite gradients
+        state = {k: torch.full_like(v, 1e30) for k, v in state.items()}
+    torch.save(state, path)
+    return str(path)
+
+
+BAD_INPUTS = {
+    "sparsity_one": (["sparsity=1.0"], "sparsity=1.0"),
+    "sparsity_negative": (["sparsity=-0.1"], "sparsity=-0.1"),
+    "sparsity_text": (["sparsity=half"], "sparsity='half'"),
+    "unknown_model": (["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, tiny_mlp"),
+    "unknown_dataset": (["dataset=imagenet21k"], "unknown dataset 'imagenet21k'; choose one of: mnist, synthetic"),
+    "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, mp"),
+    "unknown_method": (["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: iht, active_set, backsolve"),
+    "too_many_samples": (["pruner.n_samples=2001"], "needs 2001 training samples but the training set has 2000"),
+    "missing_checkpoint": (["model.checkpoint=/nonexistent/model.ckpt"], "checkpoint file not found: /nonexistent/model.ckpt"),
+    "mismatched_checkpoint": (["model.checkpoint={mismatch}"], "does not match the model"),
+    "nan_weights": (["model.checkpoint={nan}"], "weight fc2.weight has 1 non-finite values"),
+    "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_with_one_line_and_no_results(tmp_path, case):
+    overrides, expected = BAD_INPUTS[case]
+    checkpoints = {kind: _bad_checkpoint(tmp_path, kind) for kind in ("mismatch", "nan", "huge")}
+    overrides = [o.format(**checkpoints) for o in overrides]
+    out_dir = tmp_path / "run"
+    done = run_cli(*SYNTHETIC, *overrides, f"hydra.run.dir={out_dir}")
+    assert done.returncode == 2, done.stdout + done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and expected in last_line, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (out_dir / RESULTS_FILE).exists() and not (out_dir / WEIGHTS_FILE).exists()

@@ -1,0 +1,36 @@
+"""Every config-group option composes with the main config (Hydra compose API)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from chitalab.cli import CHECKED_GROUPS, check_group_overrides, group_choices
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+OPTIONS = [(group, option) for group in CHECKED_GROUPS for option in group_choices(CONF, group)]
+
+
+@pytest.mark.parametrize("group,option", OPTIONS)
+def test_option_composes_and_resolves(group, option):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"{group}={option}", "paths.output_dir=/tmp/x"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert 0 <= resolved["sparsity"] < 1
+
+
+def test_defaults_are_the_paper_one_shot_setting():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config")
+    assert (cfg.model.name, cfg.dataset.name, cfg.schedule.name) == ("mlpnet", "mnist", "oneshot")
+    assert cfg.pruner.n_samples == 1000 and cfg.pruner.fisher_mini_bsz == 1
+    assert cfg.logger.offline is True
+
+
+def test_group_override_check():
+    assert check_group_overrides(["pruner=mp,chita", "sparsity=0.5"], CONF) is None
+    assert check_group_overrides(["model=vgg"], CONF).startswith("unknown model 'vgg'; choose one of: ")
+    assert check_group_overrides(["pruner.method=anything"], CONF) is None  # checked by the pruner

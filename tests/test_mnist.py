@@ -1,0 +1,53 @@
+"""The paper's MLPNet on the real MNIST: dense accuracy and the one-shot targets.
+
+Skipped, with the reason, when the data or the checkpoint is absent (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from chitalab.data import MNISTDataModule
+from chitalab.outputs import RESULTS_FILE
+
+from conftest import DATA_DIR, needs_mnist, run_cli
+
+
+@needs_mnist
+def test_compressed_only_copy_is_unpacked_into_the_cache(tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for gz in (DATA_DIR / "MNIST" / "raw").glob("*.gz"):
+        shutil.copy(gz, raw)
+    dm = MNISTDataModule(str(tmp_path / "data"), str(tmp_path / "cache"))
+    dm.setup()
+    assert len(dm.train_set) == 60000 and len(dm.test_set) == 10000
+    assert sorted(p.name for p in (tmp_path / "cache" / "MNIST" / "raw").iterdir()) == sorted(
+        p.name.removesuffix(".gz") for p in raw.iterdir()
+    )
+    x = dm.train_set.tensors[0]
+    assert x.shape[1:] == (1, 28, 28)
+    assert float(x.mean()) == pytest.approx(0.0, abs=1e-3) and float(x.std()) == pytest.approx(1.0, abs=1e-3)
+
+
+@needs_mnist
+def test_paper_targets_for_one_shot_mlpnet(tmp_path):
+    """Dense 93.97; MP 90.3 ± 0.5 at 0.9; CHITA (n = 1000, mini-batch 1) ≥ 92.0 at 0.9, ≥ 86.0 at 0.95."""
+    done = run_cli("-m", "pruner=mp,chita", "sparsity=0.9,0.95", f"hydra.sweep.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    runs = {
+        (r["pruner"]["name"], r["sparsity"]["requested"]): r
+        for r in (json.loads(p.read_text()) for p in tmp_path.glob(f"*/{RESULTS_FILE}"))
+    }
+    assert len(runs) == 4
+    for r in runs.values():
+        assert r["dense"]["test_acc"] == pytest.approx(93.97, abs=0.005)
+        assert r["sparsity"]["measured"] >= r["sparsity"]["requested"]
+    assert runs["mp", 0.9]["pruned"]["test_acc"] == pytest.approx(90.3, abs=0.5)
+    assert runs["chita", 0.9]["pruner"]["n_samples"] == 1000
+    assert runs["chita", 0.9]["pruner"]["fisher_mini_bsz"] == 1
+    assert runs["chita", 0.9]["pruned"]["test_acc"] >= 92.0
+    assert runs["chita", 0.95]["pruned"]["test_acc"] >= 86.0
