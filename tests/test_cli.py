@@ -76,7 +76,7 @@ BAD_INPUTS = {
     "unknown_model": (["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, tiny_mlp"),
     "unknown_dataset": (["dataset=imagenet21k"], "unknown dataset 'imagenet21k'; choose one of: mnist, synthetic"),
     "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, mp"),
-    "unknown_method": (["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: iht, active_set, backsolve"),
+    "unknown_method": (["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve"),
     "too_many_samples": (["pruner.n_samples=2001"], "needs 2001 training samples but the training set has 2000"),
     "missing_checkpoint": (["model.checkpoint=/nonexistent/model.ckpt"], "checkpoint file not found: /nonexistent/model.ckpt"),
     "mismatched_checkpoint": (["model.checkpoint={mismatch}"], "does not match the model"),

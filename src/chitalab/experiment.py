@@ -139,6 +139,6 @@ def run_oneshot(cfg: DictConfig) -> dict:
         "solver": outcome.stats,
     }
     save_outputs(out_dir, net.state_dict(), results)
-    log_run(logger, cfg, flatten_metrics({k: results[k] for k in ("sparsity", "dense", "pruned", "seconds")}))
+    log_run(logger, cfg, flatten_metrics({k: results[k] for k in ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")}))
     log.info("wrote %s", out_dir)
     return results

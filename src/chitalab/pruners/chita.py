@@ -15,7 +15,7 @@ from .base import PruneContext, PruneResult, Pruner
 
 log = logging.getLogger(__name__)
 
-METHODS = ("iht", "active_set", "backsolve")
+METHODS = ("active_set", "iht", "backsolve")
 FISHER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -31,7 +31,7 @@ class ChitaPruner(Pruner):
 
     def __init__(
         self,
-        method: str = "iht",
+        method: str = "active_set",
         n_samples: int = 1000,
         fisher_mini_bsz: int = 1,
         l2: float = 1e-4,

@@ -55,32 +55,32 @@ def _change_step(w_S: Tensor, g_S: Tensor, off_support_max: Tensor) -> float:
 def _exact_step(
     problem: Problem, x: _Iterate, g: Tensor, k: int, inv_lipschitz: float, stall_tol: float, refit: bool
 ) -> _Iterate:
-    """The paper's step: the exact minimiser along −∇f on the support when the support stays;
-    otherwise (or when that step stalls, at the optimum of the current support) a short
-    doubling line search from just below the support-changing step, compared with the
-    safe 1/L step."""
+    """The paper's step: the exact minimiser along −∇f on the support when the support stays
+    and the step makes progress; otherwise (the support would change, or the iterate sits at
+    the optimum of its support) a short doubling line search from just below the
+    support-changing step, compared with the safe 1/L step. Returns x itself when no
+    candidate lowers f."""
     g_S = g.index_select(0, x.support)
     w_S = x.w.index_select(0, x.support)
-    Gg = problem.G.index_select(1, x.support) @ g_S
-    curvature = float(Gg @ Gg) + problem.ridge * float(g_S @ g_S)
-    safe = _threshold_step(problem, x, g, inv_lipschitz, k)
-    if curvature <= 0:
-        return safe
-    eta_opt = float(g_S @ g_S) / curvature
     off = g.abs()
     off[x.support] = 0
     eta_change = _change_step(w_S, g_S, off.max())
+    best = x
+    Gg = problem.G.index_select(1, x.support) @ g_S
+    g_norm2 = float(g_S @ g_S)
+    curvature = float(Gg @ Gg) + problem.ridge * g_norm2
+    eta_opt = g_norm2 / curvature if curvature > 0 else float("inf")
     if eta_opt < eta_change:
         w = x.w.clone()
         w[x.support] = w_S - eta_opt * g_S
         r = x.r + eta_opt * Gg
         exact = _Iterate(w, x.support, r, problem.objective(w, r))
         if x.f - exact.f > stall_tol * max(abs(x.f), 1.0):
-            return exact if exact.f <= safe.f else safe
-        safe = exact if exact.f < safe.f else safe
-    # The support must change to make progress: search steps from just below the
-    # support-changing one, doubling while the objective keeps falling.
-    best = safe
+            return exact
+        best = exact if exact.f < best.f else best
+    # Progress needs a new support: try the safe 1/L step and steps from just below the
+    # support-changing one, doubled LINE_SEARCH_DOUBLINGS times; keep the best.
+    candidates = [_threshold_step(problem, x, g, inv_lipschitz, k)]
     eta = eta_change * (1 - 1e-4)
     for _ in range(LINE_SEARCH_DOUBLINGS):
         if not 0 < eta < float("inf"):
@@ -88,9 +88,11 @@ def _exact_step(
         candidate = _threshold_step(problem, x, g, eta, k)
         if refit:
             candidate = _make_iterate(problem, fit_on_support(problem, candidate.support), candidate.support)
+        candidates.append(candidate)
+        eta *= 2
+    for candidate in candidates:
         if candidate.f < best.f:
             best = candidate
-        eta *= 2
     return best
 
 

@@ -1,0 +1,38 @@
+"""A small learnable synthetic classification task for tests and smoke runs."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import TensorDataModule
+
+
+class SyntheticDataModule(TensorDataModule):
+    """Gaussian inputs of `input_shape`, labelled by a fixed random linear teacher."""
+
+    def __init__(
+        self,
+        num_train: int = 2000,
+        num_test: int = 256,
+        input_shape: tuple[int, ...] | list[int] = (1, 8, 8),
+        num_classes: int = 4,
+        seed: int = 0,
+        batch_size: int = 128,
+        num_workers: int = 0,
+    ):
+        super().__init__(batch_size, num_workers)
+        self.num_train_samples = num_train
+        self.num_test_samples = num_test
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+        self.seed = seed
+
+    def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        gen = torch.Generator().manual_seed(self.seed)
+        total = self.num_train_samples + self.num_test_samples
+        x = torch.randn(total, *self.input_shape, generator=gen)
+        teacher = torch.randn(x[0].numel(), self.num_classes, generator=gen)
+        y = (x.reshape(total, -1) @ teacher).argmax(dim=1)
+        cut = self.num_train_samples
+        return x[:cut], y[:cut], x[cut:], y[cut:]
