@@ -75,13 +75,16 @@ BAD_INPUTS = {
     "sparsity_text": (["sparsity=half"], "sparsity='half'"),
     "unknown_model": (["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, tiny_mlp"),
     "unknown_dataset": (["dataset=imagenet21k"], "unknown dataset 'imagenet21k'; choose one of: mnist, synthetic"),
-    "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, mp"),
+    "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, chitapp, mp"),
     "unknown_method": (["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve"),
     "too_many_samples": (["pruner.n_samples=2001"], "needs 2001 training samples but the training set has 2000"),
     "missing_checkpoint": (["model.checkpoint=/nonexistent/model.ckpt"], "checkpoint file not found: /nonexistent/model.ckpt"),
     "mismatched_checkpoint": (["model.checkpoint={mismatch}"], "does not match the model"),
     "nan_weights": (["model.checkpoint={nan}"], "weight fc2.weight has 1 non-finite values"),
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
+    "unknown_schedule": (["schedule=sometimes"], "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot"),
+    "pruning_after_training": (["schedule=gradual_fast", "schedule.epochs=4"], "the last pruning epoch (8) must come before schedule.epochs=4"),
+    "stages_zero": (["pruner=chitapp", "pruner.num_stages=0"], "pruner.num_stages=0 is not allowed; it must be an integer >= 1"),
 }
 
 

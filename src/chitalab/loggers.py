@@ -14,11 +14,15 @@ def build_logger(cfg: DictConfig | None) -> Logger | None:
     return instantiate(cfg)
 
 
-def log_run(logger: Logger | None, config: DictConfig, metrics: dict[str, float]) -> None:
-    """Record the job's config and final metrics, then close the run."""
+def log_run(logger: Logger | None, config: DictConfig, metrics: dict[str, float], series: list[dict] = ()) -> None:
+    """Record the job's config, a per-stage series (one step per entry) and the final
+    metrics, then close the run."""
     if logger is None:
         return
     logger.log_hyperparams(OmegaConf.to_container(config, resolve=True))
+    for step, record in enumerate(series):
+        numbers = {f"stage/{k}": float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        logger.log_metrics(numbers, step=step)
     logger.log_metrics(metrics)
     logger.finalize("success")
     if isinstance(logger, WandbLogger):

@@ -40,8 +40,9 @@ class MNISTDataModule(TensorDataModule):
         std: float = 0.3081,
         batch_size: int = 1000,
         num_workers: int = 0,
+        shuffle: bool = True,
     ):
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, shuffle)
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
         self.download = download

@@ -20,8 +20,9 @@ class SyntheticDataModule(TensorDataModule):
         seed: int = 0,
         batch_size: int = 128,
         num_workers: int = 0,
+        shuffle: bool = True,
     ):
-        super().__init__(batch_size, num_workers)
+        super().__init__(batch_size, num_workers, shuffle)
         self.num_train_samples = num_train
         self.num_test_samples = num_test
         self.input_shape = tuple(input_shape)

@@ -1,7 +1,8 @@
-"""Pruners behind one interface: `mp` (magnitude) and `chita`."""
+"""Pruners behind one interface: `mp` (magnitude), `chita` and `chitapp` (multi-stage)."""
 
 from .base import PruneContext, PruneResult, Pruner
 from .chita import ChitaPruner
 from .magnitude import MagnitudePruner
+from .multistage import MultiStagePruner
 
-__all__ = ["ChitaPruner", "MagnitudePruner", "PruneContext", "PruneResult", "Pruner"]
+__all__ = ["ChitaPruner", "MagnitudePruner", "MultiStagePruner", "PruneContext", "PruneResult", "Pruner"]

@@ -10,19 +10,24 @@ from torch import Tensor, nn
 
 from ..params import PrunedParams
 
-SampleSource = Callable[[int], tuple[Tensor, Tensor]]
+SampleSource = Callable[[int, int], tuple[Tensor, Tensor]]
+"""draw(count, round) -> (x, y): `count` training samples, a different draw for each round."""
 
 
 @dataclass
 class PruneContext:
-    """What a pruner may use: the model (eval mode), its pruned weights, the loss, and a
-    source of `count` training samples for Fisher estimates."""
+    """What a pruner may use: the model (eval mode), its pruned weights, the loss, a source
+    of training samples for Fisher estimates, and optionally a mask of weights that must
+    stay zero (`frozen`, flat) and an evaluation callback for per-stage reports."""
 
     model: nn.Module
     pruned: PrunedParams
     loss_fn: Callable[[Tensor, Tensor], Tensor]
     draw_samples: SampleSource
     progress: bool = True
+    round: int = 0
+    frozen: Tensor | None = None
+    evaluate: Callable[[], dict[str, float]] | None = None
 
 
 @dataclass
@@ -36,7 +41,11 @@ class PruneResult:
 
 
 class Pruner(ABC):
-    """Chooses which weights to keep (and their new values) for a target sparsity."""
+    """Chooses which weights to keep (and their new values) for a target sparsity.
+
+    Single-stage pruners leave the model unchanged; multi-stage ones update its weights
+    as they go. The returned weights are the result either way.
+    """
 
     name: str = "pruner"
 
@@ -50,4 +59,4 @@ class Pruner(ABC):
 
     @abstractmethod
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
-        """Return weights with at most int((1 − sparsity)·p) nonzeros."""
+        """Return weights with at most int((1 − sparsity)·p) nonzeros, zero where `ctx.frozen`."""

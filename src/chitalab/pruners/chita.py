@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from ..errors import UserError, choice_error
+from ..errors import UserError, check_int, choice_error
 from ..fisher import check_finite_gradients, check_fisher_memory, collect_gradients
 from ..params import keep_count
 from ..solver import INITS, POLISH_METHODS, Problem, active_set_iht, backsolve, hard_threshold, iht, polish
@@ -62,8 +62,7 @@ class ChitaPruner(Pruner):
             ("cd_sweeps", cd_sweeps, 1),
             ("fisher_chunk_size", fisher_chunk_size, 1),
         ):
-            if not isinstance(value, int) or value < low:
-                raise UserError(f"pruner.{key}={value!r} is not allowed; it must be an integer >= {low}")
+            check_int(f"pruner.{key}", value, low)
         if not l2 >= 0:
             raise UserError(f"pruner.l2={l2!r} is not allowed; it must be >= 0")
         if not active_set_expand >= 1:
@@ -109,7 +108,7 @@ class ChitaPruner(Pruner):
         log.info("Fisher: %d gradients x %d weights, about %.1f MiB", self.n_samples, w_bar.numel(), estimate / 2**20)
 
         start = time.perf_counter()
-        x, y = ctx.draw_samples(self.samples_needed())
+        x, y = ctx.draw_samples(self.samples_needed(), ctx.round)
         G = collect_gradients(
             ctx.model, ctx.pruned, ctx.loss_fn, x, y,
             mini_bsz=self.fisher_mini_bsz, chunk_size=self.fisher_chunk_size, dtype=dtype, progress=ctx.progress,
@@ -119,17 +118,24 @@ class ChitaPruner(Pruner):
 
         start = time.perf_counter()
         first_order = G.sum(dim=0) / self.fisher_mini_bsz if self.first_order_term else None
-        problem = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
-        result = self._solve(problem, k)
+        full = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
+        # Frozen weights stay zero: solve over the others only.
+        alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(device)).flatten()
+        problem = full if alive is None else full.restrict(alive)
+        result = self._solve(problem, min(k, problem.p))
         w = polish(problem, result.w, self.polish, self.cd_sweeps)
-        objective = problem.objective(w)
+        stats = result.stats()
+        if alive is not None:
+            w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
+            # The restricted objective differs from the full one by a constant.
+            offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
+            stats["objective_history"] = [h + offset for h in result.history]
+        objective = full.objective(w)
         solver_seconds = time.perf_counter() - start
 
-        stats = result.stats()
         stats.update(
             objective=objective,
-            objective_before_polish=result.objective,
-            objective_magnitude=problem.objective(hard_threshold(problem.w_bar, k)[0]),
+            objective_magnitude=full.objective(hard_threshold(full.w_bar, k)[0]),
             k=k,
         )
         log.info(

@@ -20,5 +20,7 @@ class MagnitudePruner(Pruner):
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         start = time.perf_counter()
         w_bar = ctx.pruned.flatten()
+        if ctx.frozen is not None:
+            w_bar = w_bar.masked_fill(ctx.frozen, 0)
         w, _ = hard_threshold(w_bar, keep_count(sparsity, w_bar.numel()))
         return PruneResult(weights=w, solver_seconds=time.perf_counter() - start)

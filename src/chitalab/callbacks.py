@@ -1,0 +1,175 @@
+"""Gradual pruning during training, as a Lightning callback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .params import PrunedParams
+from .pruners import PruneContext, Pruner
+from .pruners.base import SampleSource
+
+log = logging.getLogger(__name__)
+Evaluate = Callable[[nn.Module], dict[str, float]]
+
+
+class GradualPruning(pl.Callback):
+    """Prune `module.net` at the start of each epoch in `epochs` to the matching sparsity
+    in `levels`, then keep pruned weights exactly zero while fine-tuning: their gradients
+    are zeroed before each optimizer step, their momentum buffers when pruning, and the
+    weights after each step.
+
+    Any pruner works. With DDP, rank 0 draws the Fisher samples and prunes; the new
+    weights are broadcast, so every rank derives identical masks (checked by gathering
+    a checksum of weights and masks from every rank into the trajectory). The masks, the
+    next pruning step and the trajectory live in the callback's state, which Lightning
+    saves in checkpoints and restores with `ckpt_path`.
+    """
+
+    def __init__(
+        self,
+        pruner: Pruner,
+        epochs: list[int],
+        levels: list[float],
+        pruned_names: list[str],
+        draw_samples: SampleSource,
+        evaluate: Evaluate | None = None,
+        allow_regrowth: bool = False,
+        progress: bool = True,
+    ):
+        if len(epochs) != len(levels):
+            raise ValueError(f"{len(epochs)} pruning epochs but {len(levels)} sparsity levels")
+        self.pruner = pruner
+        self.epochs = list(epochs)
+        self.levels = list(levels)
+        self.pruned_names = list(pruned_names)
+        self.draw_samples = draw_samples
+        self.evaluate = evaluate
+        self.allow_regrowth = allow_regrowth
+        self.progress = progress
+        self.masks: dict[str, Tensor] | None = None
+        self.next_step = 0
+        self.trajectory: list[dict] = []
+
+    # ----------------------------------------------------------------- helpers
+    def _pruned(self, module: pl.LightningModule) -> PrunedParams:
+        params = dict(module.net.named_parameters())
+        return PrunedParams(self.pruned_names, [params[name] for name in self.pruned_names])
+
+    def _masked_params(self, module: pl.LightningModule) -> list[tuple[nn.Parameter, Tensor]]:
+        pruned = self._pruned(module)
+        return [(p, self.masks[name].to(p.device)) for name, p in zip(pruned.names, pruned.params)]
+
+    def _log(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
+        if trainer.logger is not None:
+            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+    def _checksums(self, trainer: pl.Trainer, pruned: PrunedParams) -> list[float]:
+        """One number per rank summarising its weights and masks (equal when ranks agree)."""
+        w = pruned.flatten().double()
+        local = (w.abs().sum() + (w != 0).sum() + (w * torch.arange(1, w.numel() + 1, device=w.device)).sum()).reshape(1)
+        return [float(v) for v in trainer.strategy.all_gather(local).reshape(-1)]
+
+    # ------------------------------------------------------------------ pruning
+    def _prune_step(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        step, level = self.next_step, self.levels[self.next_step]
+        net = module.net
+        pruned = self._pruned(module)
+        was_training = net.training
+        net.eval()
+        timing = None
+        if trainer.is_global_zero:
+            frozen = None
+            if self.masks is not None and not self.allow_regrowth:
+                frozen = torch.cat([~self.masks[name].reshape(-1) for name in self.pruned_names]).to(pruned.params[0].device)
+            ctx = PruneContext(
+                model=net,
+                pruned=pruned,
+                loss_fn=module.loss_fn,
+                draw_samples=self.draw_samples,
+                progress=self.progress,
+                round=step,
+                frozen=frozen,
+            )
+            outcome = self.pruner.prune(ctx, level)
+            pruned.assign(outcome.weights)
+            timing = {"fisher_seconds": outcome.fisher_seconds, "solver_seconds": outcome.solver_seconds}
+        if trainer.world_size > 1:
+            for p in pruned.params:
+                dist.broadcast(p.data, src=0)
+            timing = trainer.strategy.broadcast(timing, src=0)
+        net.train(was_training)
+        self.masks = {name: (p.detach() != 0).cpu() for name, p in zip(pruned.names, pruned.params)}
+        self._zero_momentum(trainer, module)
+        self.next_step += 1
+
+        record = {
+            "step": step,
+            "epoch": trainer.current_epoch,
+            "target_sparsity": level,
+            "measured_sparsity": pruned.sparsity(),
+            **timing,
+            "rank_checksums": self._checksums(trainer, pruned),
+        }
+        if self.evaluate is not None and trainer.is_global_zero:
+            metrics = self.evaluate(net)
+            record.update(acc_after_pruning=metrics["acc"], loss_after_pruning=metrics["loss"])
+        self.trajectory.append(record)
+        log.info("pruning step %d at epoch %d: %s", step, trainer.current_epoch, record)
+        self._log(trainer, {f"prune/{k}": v for k, v in record.items() if isinstance(v, (int, float))})
+
+    def _zero_momentum(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        for optimizer in trainer.optimizers:
+            for p, mask in self._masked_params(module):
+                state = optimizer.state.get(p, {})
+                for buffer in ("momentum_buffer", "exp_avg", "exp_avg_sq"):
+                    if isinstance(state.get(buffer), Tensor):
+                        state[buffer].mul_(mask)
+
+    # -------------------------------------------------------------- Lightning hooks
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self.next_step < len(self.epochs) and trainer.current_epoch == self.epochs[self.next_step]:
+            self._prune_step(trainer, module)
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer) -> None:
+        if self.masks is not None:
+            for p, mask in self._masked_params(module):
+                if p.grad is not None:
+                    p.grad.mul_(mask)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if self.masks is not None:
+            with torch.no_grad():
+                for p, mask in self._masked_params(module):
+                    p.mul_(mask)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """At the end of a fine-tuning phase, record the accuracy it reached."""
+        following = trainer.current_epoch + 1
+        phase_ends = following == trainer.max_epochs or (
+            self.next_step < len(self.epochs) and following == self.epochs[self.next_step]
+        )
+        if not (phase_ends and self.trajectory and self.evaluate is not None and trainer.is_global_zero):
+            return
+        metrics = self.evaluate(module.net)
+        record = self.trajectory[-1]
+        record.update(
+            finetuned_until_epoch=trainer.current_epoch,
+            acc_after_finetuning=metrics["acc"],
+            loss_after_finetuning=metrics["loss"],
+        )
+        self._log(trainer, {"prune/acc_after_finetuning": metrics["acc"], "prune/step": record["step"]})
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {"masks": self.masks, "next_step": self.next_step, "trajectory": self.trajectory}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.masks = state_dict["masks"]
+        self.next_step = state_dict["next_step"]
+        self.trajectory = state_dict["trajectory"]

@@ -1,0 +1,180 @@
+"""Gradual pruning (the Lightning callback) and CHITA++ on a tiny model with synthetic data."""
+
+from __future__ import annotations
+
+import json
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+
+from chitalab.callbacks import GradualPruning
+from chitalab.data import SyntheticDataModule
+from chitalab.models import MLPNet, loss_function
+from chitalab.module import Classifier, OptimConfig, evaluate_model
+from chitalab.outputs import RESULTS_FILE
+from chitalab.params import select_pruned
+from chitalab.pruners import ChitaPruner, MagnitudePruner, MultiStagePruner, PruneContext, Pruner
+
+from conftest import SYNTHETIC, run_cli
+
+NUM_CLASSES = 4
+
+
+def synthetic() -> SyntheticDataModule:
+    dm = SyntheticDataModule(num_train=256, num_test=64, batch_size=32, shuffle=False)
+    dm.setup()
+    return dm
+
+
+def tiny_net(seed: int = 0) -> MLPNet:
+    torch.manual_seed(seed)
+    return MLPNet(64, [16, 8], NUM_CLASSES)
+
+
+class Recorder(Pruner):
+    """Wraps a pruner and records what each call saw and returned."""
+
+    def __init__(self, inner: Pruner):
+        self.inner = inner
+        self.calls: list[dict] = []
+
+    def settings(self) -> dict:
+        return self.inner.settings()
+
+    def samples_needed(self) -> int:
+        return self.inner.samples_needed()
+
+    def prune(self, ctx: PruneContext, sparsity: float):
+        outcome = self.inner.prune(ctx, sparsity)
+        self.calls.append({"round": ctx.round, "frozen": ctx.frozen, "weights": outcome.weights.clone()})
+        return outcome
+
+
+class StopAfterEpoch(Callback):
+    """Interrupts training at the end of `epoch`, as a crash or preemption would."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            trainer.should_stop = True
+
+
+def fit(dm, net, pruner, epochs, levels, max_epochs, extra_callbacks=(), ckpt_path=None, momentum=0.9, weight_decay=1e-2):
+    callback = GradualPruning(
+        pruner, epochs, levels, select_pruned(net).names,
+        draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round),
+        evaluate=lambda n: evaluate_model(n, dm.test_dataloader(), NUM_CLASSES),
+        progress=False,
+    )
+    trainer = pl.Trainer(
+        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=bool(extra_callbacks), callbacks=[callback, *extra_callbacks],
+    )
+    module = Classifier(net, NUM_CLASSES, OptimConfig(lr=0.05, momentum=momentum, weight_decay=weight_decay, restart_epochs=epochs))
+    trainer.fit(module, train_dataloaders=dm.train_dataloader(), ckpt_path=ckpt_path)
+    return callback, trainer
+
+
+def test_masks_stay_zero_with_momentum_and_weight_decay():
+    dm, net = synthetic(), tiny_net()
+    start = {n: p.detach().clone() for n, p in net.named_parameters()}
+    callback, trainer = fit(dm, net, MagnitudePruner(), [0, 1], [0.5, 0.8], max_epochs=3)
+    pruned = select_pruned(net)
+    assert pruned.sparsity() >= 0.8
+    optimizer = trainer.optimizers[0]
+    for name, p in zip(pruned.names, pruned.params):
+        mask = callback.masks[name]
+        assert torch.all(p[~mask] == 0)
+        assert torch.all(optimizer.state[p]["momentum_buffer"][~mask] == 0)
+        assert not torch.equal(p[mask], start[name][mask]), "kept weights should have been fine-tuned"
+
+
+def test_callback_fires_on_scheduled_epochs_only():
+    dm, net = synthetic(), tiny_net()
+    recorder = Recorder(MagnitudePruner())
+    callback, _ = fit(dm, net, recorder, [0, 2], [0.5, 0.9], max_epochs=4)
+    assert [r["epoch"] for r in callback.trajectory] == [0, 2]
+    assert [c["round"] for c in recorder.calls] == [0, 1]
+    assert [r["target_sparsity"] for r in callback.trajectory] == [0.5, 0.9]
+    assert all("acc_after_pruning" in r and "acc_after_finetuning" in r for r in callback.trajectory)
+    assert [r["finetuned_until_epoch"] for r in callback.trajectory] == [1, 3]
+
+
+def test_later_steps_keep_earlier_pruned_weights_at_zero():
+    dm, net = synthetic(), tiny_net()
+    recorder = Recorder(ChitaPruner(n_samples=64, iterations=20))
+    fit(dm, net, recorder, [0, 1, 2], [0.5, 0.7, 0.9], max_epochs=3)
+    supports = [c["weights"] != 0 for c in recorder.calls]
+    for earlier, later in zip(supports, supports[1:]):
+        assert not torch.any(later & ~earlier)
+
+
+def test_resumed_run_ends_with_the_same_masks_and_trajectory(tmp_path):
+    def pruner():
+        return ChitaPruner(n_samples=64, iterations=20)
+
+    epochs, levels = [0, 1, 2], [0.5, 0.7, 0.9]
+    dm = synthetic()
+    straight_net = tiny_net()
+    straight, _ = fit(dm, straight_net, pruner(), epochs, levels, max_epochs=4)
+
+    first_net = tiny_net()
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    interrupted, _ = fit(dm, first_net, pruner(), epochs, levels, max_epochs=4, extra_callbacks=[checkpoint, StopAfterEpoch(1)])
+    assert interrupted.next_step == 2  # stopped between the second and third pruning steps
+
+    resumed_net = tiny_net(seed=123)  # weights come from the checkpoint
+    resumed, _ = fit(dm, resumed_net, pruner(), epochs, levels, max_epochs=4, ckpt_path=str(tmp_path / "last.ckpt"))
+    for name in straight.masks:
+        assert torch.equal(straight.masks[name], resumed.masks[name])
+    keys = ("epoch", "target_sparsity", "measured_sparsity")
+    assert [[r[k] for k in keys] for r in resumed.trajectory] == [[r[k] for k in keys] for r in straight.trajectory]
+    for (name, a), (_, b) in zip(straight_net.named_parameters(), resumed_net.named_parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _context(net, dm, **kwargs) -> PruneContext:
+    return PruneContext(
+        model=net.eval(), pruned=select_pruned(net), loss_fn=loss_function(net),
+        draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round), progress=False, **kwargs,
+    )
+
+
+def test_chitapp_with_one_stage_equals_single_stage_chita():
+    dm = synthetic()
+    single = ChitaPruner(n_samples=64).prune(_context(tiny_net(), dm), 0.8)
+    staged = MultiStagePruner(ChitaPruner(n_samples=64), num_stages=1).prune(_context(tiny_net(), dm), 0.8)
+    torch.testing.assert_close(staged.weights, single.weights)
+
+
+def test_chitapp_masks_are_monotone_unless_regrowth_is_allowed():
+    dm = synthetic()
+    recorder = Recorder(ChitaPruner(n_samples=64, iterations=20))
+    MultiStagePruner(recorder, num_stages=4, base_level=0.3).prune(_context(tiny_net(), dm), 0.9)
+    supports = [c["weights"] != 0 for c in recorder.calls]
+    assert [c["round"] for c in recorder.calls] == [0, 1, 2, 3]
+    for earlier, later in zip(supports, supports[1:]):
+        assert not torch.any(later & ~earlier)
+
+    free = Recorder(ChitaPruner(n_samples=64, iterations=20))
+    result = MultiStagePruner(free, num_stages=4, base_level=0.3, allow_regrowth=True).prune(_context(tiny_net(), dm), 0.9)
+    assert all(c["frozen"] is None for c in free.calls)
+    assert int((result.weights != 0).sum()) <= int(0.1 * result.weights.numel()) + 1
+
+
+def test_gradual_run_through_the_cli_with_ddp_on_two_processes(tmp_path):
+    done = run_cli(
+        *SYNTHETIC, "schedule=gradual_fast", "schedule.epochs=3", "schedule.prune_every=1", "schedule.nprune_epochs=2",
+        "trainer.strategy=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert [r["epoch"] for r in results["trajectory"]] == [0, 1]
+    for record in results["trajectory"]:
+        checksums = record["rank_checksums"]
+        assert len(checksums) == 2 and checksums[0] == checksums[1]
+    assert results["sparsity"]["measured"] >= 0.9
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
