@@ -178,3 +178,18 @@ def test_gradual_run_through_the_cli_with_ddp_on_two_processes(tmp_path):
         assert len(checksums) == 2 and checksums[0] == checksums[1]
     assert results["sparsity"]["measured"] >= 0.9
     assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_step_search_keeps_the_support_picks_a_listed_step_and_leaves_the_model_alone():
+    dm, net = synthetic(), tiny_net()
+    before = select_pruned(net).flatten().clone()
+    plain = ChitaPruner(n_samples=64, first_order_term=True, l2=1e-2).prune(_context(net, dm), 0.8)
+    searched = ChitaPruner(n_samples=64, first_order_term=True, l2=1e-2, step_sizes=[0.5, 1.0, 2.0], step_samples=128)
+    outcome = searched.prune(_context(net, dm), 0.8)
+    torch.testing.assert_close(select_pruned(net).flatten(), before)
+    assert torch.equal(outcome.weights != 0, plain.weights != 0)
+    t = outcome.stats["step_size"]
+    assert t in (0.5, 1.0, 2.0) and set(outcome.stats["step_losses"]) == {0.5, 1.0, 2.0}
+    assert outcome.stats["step_losses"][t] == min(outcome.stats["step_losses"].values())
+    kept = before * (plain.weights != 0)
+    torch.testing.assert_close(outcome.weights, kept + t * (plain.weights - kept), rtol=1e-5, atol=1e-6)

@@ -6,6 +6,7 @@ import logging
 import time
 
 import torch
+from torch import Tensor
 
 from ..errors import UserError, check_int, choice_error
 from ..fisher import check_finite_gradients, check_fisher_memory, collect_gradients
@@ -17,6 +18,17 @@ log = logging.getLogger(__name__)
 
 METHODS = ("active_set", "iht", "backsolve")
 FISHER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+STEP_SEARCH_ROUND = 1_000  # sample rounds for the step search, apart from the Fisher's
+
+
+@torch.no_grad()
+def mean_loss(ctx: PruneContext, x: Tensor, y: Tensor, batch_size: int) -> float:
+    """Mean loss of the model on (x, y), in batches."""
+    total = sum(
+        float(ctx.loss_fn(ctx.model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum"))
+        for i in range(0, len(x), batch_size)
+    )
+    return total / len(x)
 
 
 class ChitaPruner(Pruner):
@@ -46,6 +58,8 @@ class ChitaPruner(Pruner):
         fisher_dtype: str = "float32",
         fisher_chunk_size: int = 64,
         max_memory_gb: float | None = None,
+        step_sizes: list[float] | None = None,
+        step_samples: int = 2000,
     ):
         if method not in METHODS:
             raise choice_error("pruner.method", method, METHODS)
@@ -65,6 +79,9 @@ class ChitaPruner(Pruner):
             check_int(f"pruner.{key}", value, low)
         if not l2 >= 0:
             raise UserError(f"pruner.l2={l2!r} is not allowed; it must be >= 0")
+        if step_sizes is not None and (len(step_sizes) == 0 or any(not t > 0 for t in step_sizes)):
+            raise UserError(f"pruner.step_sizes={step_sizes!r} is not allowed; give positive numbers or null")
+        check_int("pruner.step_samples", step_samples, 1)
         if not active_set_expand >= 1:
             raise UserError(f"pruner.active_set_expand={active_set_expand!r} is not allowed; it must be >= 1")
         self.method = method
@@ -82,9 +99,26 @@ class ChitaPruner(Pruner):
         self.fisher_dtype = fisher_dtype
         self.fisher_chunk_size = fisher_chunk_size
         self.max_memory_gb = max_memory_gb
+        self.step_sizes = None if step_sizes is None else [float(t) for t in step_sizes]
+        self.step_samples = step_samples
 
     def samples_needed(self) -> int:
-        return self.n_samples * self.fisher_mini_bsz
+        return max(self.n_samples * self.fisher_mini_bsz, self.step_samples if self.step_sizes else 0)
+
+    def _damped_step(self, ctx: PruneContext, w_bar: Tensor, w: Tensor) -> tuple[Tensor, dict]:
+        """Scale the solver's move on its support by the step t in `step_sizes` that gives
+        the lowest loss on fresh training samples (never test data): w_t = P(w̄) + t·(w − P(w̄)),
+        P keeping w's support. t = 1 is the solver's solution."""
+        kept = w_bar * (w != 0)
+        x, y = ctx.draw_samples(self.step_samples, ctx.round + STEP_SEARCH_ROUND)
+        x, y = x.to(w.device), y.to(w.device)
+        losses = {}
+        for t in self.step_sizes:
+            ctx.pruned.assign(kept + t * (w - kept))
+            losses[t] = mean_loss(ctx, x, y, self.fisher_chunk_size * 8)
+        ctx.pruned.assign(w_bar)  # single-stage pruners leave the model as they found it
+        best = min(losses, key=losses.get)
+        return kept + best * (w - kept), {"step_size": best, "step_losses": losses}
 
     def settings(self) -> dict:
         return {"name": self.name, **vars(self)}
@@ -108,7 +142,7 @@ class ChitaPruner(Pruner):
         log.info("Fisher: %d gradients x %d weights, about %.1f MiB", self.n_samples, w_bar.numel(), estimate / 2**20)
 
         start = time.perf_counter()
-        x, y = ctx.draw_samples(self.samples_needed(), ctx.round)
+        x, y = ctx.draw_samples(self.n_samples * self.fisher_mini_bsz, ctx.round)
         G = collect_gradients(
             ctx.model, ctx.pruned, ctx.loss_fn, x, y,
             mini_bsz=self.fisher_mini_bsz, chunk_size=self.fisher_chunk_size, dtype=dtype, progress=ctx.progress,
@@ -130,6 +164,10 @@ class ChitaPruner(Pruner):
             # The restricted objective differs from the full one by a constant.
             offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
             stats["objective_history"] = [h + offset for h in result.history]
+        if self.step_sizes:
+            w, search = self._damped_step(ctx, w_bar, w.to(w_bar.dtype))
+            w = w.to(dtype)
+            stats.update(search)
         objective = full.objective(w)
         solver_seconds = time.perf_counter() - start
 
