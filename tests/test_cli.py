@@ -83,7 +83,7 @@ BAD_INPUTS = {
     "nan_weights": (["model.checkpoint={nan}"], "weight fc2.weight has 1 non-finite values"),
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
     "unknown_schedule": (["schedule=sometimes"], "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot"),
-    "pruning_after_training": (["schedule=gradual_fast", "schedule.epochs=4"], "the last pruning epoch (6) must come before schedule.epochs=4"),
+    "pruning_after_training": (["schedule=gradual_fast", "schedule.epochs=4"], "the last pruning epoch (8) must come before schedule.epochs=4"),
     "stages_zero": (["pruner=chitapp", "pruner.num_stages=0"], "pruner.num_stages=0 is not allowed; it must be an integer >= 1"),
 }
 
