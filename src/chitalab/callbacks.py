@@ -62,8 +62,13 @@ class GradualPruning(pl.Callback):
         return PrunedParams(self.pruned_names, [params[name] for name in self.pruned_names])
 
     def _masked_params(self, module: pl.LightningModule) -> list[tuple[nn.Parameter, Tensor]]:
-        pruned = self._pruned(module)
-        return [(p, self.masks[name].to(p.device)) for name, p in zip(pruned.names, pruned.params)]
+        """(weight, mask) pairs; a mask restored from a checkpoint moves to its weight's device once."""
+        pairs = []
+        for name, p in zip(self.pruned_names, self._pruned(module).params):
+            if self.masks[name].device != p.device:
+                self.masks[name] = self.masks[name].to(p.device)
+            pairs.append((p, self.masks[name]))
+        return pairs
 
     def _log(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
         if trainer.logger is not None:
@@ -104,7 +109,7 @@ class GradualPruning(pl.Callback):
                 dist.broadcast(p.data, src=0)
             timing = trainer.strategy.broadcast(timing, src=0)
         net.train(was_training)
-        self.masks = {name: (p.detach() != 0).cpu() for name, p in zip(pruned.names, pruned.params)}
+        self.masks = {name: p.detach() != 0 for name, p in zip(pruned.names, pruned.params)}
         self._zero_momentum(trainer, module)
         self.next_step += 1
 
@@ -167,7 +172,8 @@ class GradualPruning(pl.Callback):
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
-        return {"masks": self.masks, "next_step": self.next_step, "trajectory": self.trajectory}
+        masks = None if self.masks is None else {name: m.cpu() for name, m in self.masks.items()}
+        return {"masks": masks, "next_step": self.next_step, "trajectory": self.trajectory}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.masks = state_dict["masks"]
