@@ -88,7 +88,10 @@ BAD_INPUTS = {
     "sparsity_negative": (["sparsity=-0.1"], "sparsity=-0.1"),
     "sparsity_text": (["sparsity=half"], "sparsity='half'"),
     "unknown_model": (["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, tiny_mlp"),
-    "unknown_dataset": (["dataset=imagenet21k"], "unknown dataset 'imagenet21k'; choose one of: mnist, synthetic"),
+    "unknown_dataset": (
+        ["dataset=imagenet21k"],
+        "unknown dataset 'imagenet21k'; choose one of: cifar10, imagenet, mnist, synthetic, synthetic_imagenet",
+    ),
     "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, mp"),
     "unknown_method": (
         ["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve, block"
