@@ -49,6 +49,17 @@ def test_block_method_with_half_storage_and_a_memory_cap_reports_its_plan(tmp_pa
     assert results["sparsity"]["measured"] >= 0.8
 
 
+def test_timm_model_on_image_shaped_synthetic_data(tmp_path):
+    done = run_cli(
+        "model=timm", "model.name=test_efficientnet", "dataset=synthetic", "dataset.datamodule.input_shape=[3,32,32]",
+        "dataset.datamodule.num_train=64", "pruner.method=block", "pruner.n_samples=32", "sparsity=0.5",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert results["model"] == "test_efficientnet" and results["sparsity"]["measured"] >= 0.5
+
+
 def test_multirun_sweeps_methods_and_sparsities_into_separate_folders(tmp_path):
     done = run_cli("-m", *SYNTHETIC, "pruner=mp,chita", "sparsity=0.5,0.9", f"hydra.sweep.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
@@ -87,7 +98,9 @@ BAD_INPUTS = {
     "sparsity_one": (["sparsity=1.0"], "sparsity=1.0"),
     "sparsity_negative": (["sparsity=-0.1"], "sparsity=-0.1"),
     "sparsity_text": (["sparsity=half"], "sparsity='half'"),
-    "unknown_model": (["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, tiny_mlp"),
+    "unknown_model": (
+        ["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, mobilenetv1, resnet20, resnet50, timm, tiny_mlp"
+    ),
     "unknown_dataset": (
         ["dataset=imagenet21k"],
         "unknown dataset 'imagenet21k'; choose one of: cifar10, imagenet, mnist, synthetic, synthetic_imagenet",
