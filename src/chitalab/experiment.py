@@ -11,7 +11,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from .data import TensorDataModule
+from .batchnorm import recalibrate_batchnorm
+from .data import PruningDataModule
 from .errors import UserError
 from .loggers import build_logger, log_run
 from .models import build_model, loss_function
@@ -40,9 +41,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_compatible(net: torch.nn.Module, datamodule: TensorDataModule, model_name: str, dataset_name: str) -> None:
+def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_name: str, dataset_name: str) -> None:
     """Run two samples through the model so a shape mismatch fails early with a clear message."""
-    x = datamodule.train_set.tensors[0][:2]
+    x, _ = datamodule.draw_training_samples(2, seed=0)
     try:
         with torch.no_grad():
             net.eval()(x)
@@ -78,7 +79,7 @@ def run_oneshot(cfg: DictConfig) -> dict:
     pl.seed_everything(cfg.seed, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
 
-    datamodule: TensorDataModule = instantiate(cfg.dataset.datamodule)
+    datamodule: PruningDataModule = instantiate(cfg.dataset.datamodule)
     datamodule.setup()
     net = build_model(cfg.model)
     check_compatible(net, datamodule, cfg.model.name, cfg.dataset.name)
@@ -100,6 +101,8 @@ def run_oneshot(cfg: DictConfig) -> dict:
         enable_progress_bar=cfg.progress,
         default_root_dir=str(out_dir),
     )
+    if cfg.model.get("bn_recalibration"):
+        recalibrate_batchnorm(net.to(device), datamodule.train_dataloader(), cfg.progress)
     module = Classifier(net, cfg.dataset.num_classes)
     test_loader = datamodule.test_dataloader()
     dense = module.evaluate(trainer, test_loader, "dense")
