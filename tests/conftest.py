@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data"))
 CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints"))
 MLPNET_CHECKPOINT = CHECKPOINT_DIR / "mnist_25_epoch_93.97.ckpt"
+RESNET20_CHECKPOINT = CHECKPOINT_DIR / "resnet20_cifar10.pth.tar"
+CIFAR10_NPZ = DATA_DIR / "cifar10.npz"
 
 
 def have_mnist() -> bool:
@@ -23,6 +25,12 @@ def have_mnist() -> bool:
 needs_mnist = pytest.mark.skipif(
     not (have_mnist() and MLPNET_CHECKPOINT.is_file()),
     reason=f"real MNIST ({DATA_DIR}/MNIST/raw) or the MLPNet checkpoint ({MLPNET_CHECKPOINT}) is absent; "
+    "set CHITA_DATA_DIR and CHITA_CHECKPOINT_DIR",
+)
+
+needs_cifar10 = pytest.mark.skipif(
+    not (CIFAR10_NPZ.is_file() and RESNET20_CHECKPOINT.is_file()),
+    reason=f"CIFAR-10 ({CIFAR10_NPZ}) or the ResNet20 checkpoint ({RESNET20_CHECKPOINT}) is absent; "
     "set CHITA_DATA_DIR and CHITA_CHECKPOINT_DIR",
 )
 

@@ -35,6 +35,31 @@ def test_chita_run_writes_results_and_loadable_weights(tmp_path):
     assert zeros / results["num_pruned_weights"] == pytest.approx(results["sparsity"]["measured"])
 
 
+def test_block_method_with_half_storage_and_a_memory_cap_reports_its_plan(tmp_path):
+    done = run_cli(
+        *SYNTHETIC, "pruner.method=block", "pruner.block_size=64", "pruner.fisher_dtype=bfloat16",
+        "pruner.max_memory_gb=0.0012", "sparsity=0.8", f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Fisher memory plan:" in done.stdout + done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    plan = results["solver"]["memory_plan"]
+    assert plan["groups"] > 1 and plan["peak_gib"] <= 0.0012
+    assert results["solver"]["blocks"] > 1 and results["solver"]["objective"] <= results["solver"]["objective_magnitude"]
+    assert results["sparsity"]["measured"] >= 0.8
+
+
+def test_timm_model_on_image_shaped_synthetic_data(tmp_path):
+    done = run_cli(
+        "model=timm", "model.name=test_efficientnet", "dataset=synthetic", "dataset.datamodule.input_shape=[3,32,32]",
+        "dataset.datamodule.num_train=64", "pruner.method=block", "pruner.n_samples=32", "sparsity=0.5",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert results["model"] == "test_efficientnet" and results["sparsity"]["measured"] >= 0.5
+
+
 def test_multirun_sweeps_methods_and_sparsities_into_separate_folders(tmp_path):
     done = run_cli("-m", *SYNTHETIC, "pruner=mp,chita", "sparsity=0.5,0.9", f"hydra.sweep.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
@@ -73,10 +98,22 @@ BAD_INPUTS = {
     "sparsity_one": (["sparsity=1.0"], "sparsity=1.0"),
     "sparsity_negative": (["sparsity=-0.1"], "sparsity=-0.1"),
     "sparsity_text": (["sparsity=half"], "sparsity='half'"),
-    "unknown_model": (["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, tiny_mlp"),
-    "unknown_dataset": (["dataset=imagenet21k"], "unknown dataset 'imagenet21k'; choose one of: mnist, synthetic"),
+    "unknown_model": (
+        ["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, mobilenetv1, resnet20, resnet50, timm, tiny_mlp"
+    ),
+    "unknown_dataset": (
+        ["dataset=imagenet21k"],
+        "unknown dataset 'imagenet21k'; choose one of: cifar10, imagenet, mnist, synthetic, synthetic_imagenet",
+    ),
     "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, chitapp, mp"),
-    "unknown_method": (["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve"),
+    "unknown_method": (
+        ["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve, block"
+    ),
+    "half_storage_without_blocks": (["pruner.fisher_dtype=bfloat16"], "pruner.fisher_dtype=bfloat16 needs pruner.method=block"),
+    "fisher_too_large": (["pruner.max_memory_gb=1e-5"], "GiB may be used (pruner.max_memory_gb; null means half"),
+    "block_too_large": (
+        ["pruner.method=block", "pruner.max_memory_gb=1e-5"], "lower pruner.block_size, lower pruner.n_samples"
+    ),
     "too_many_samples": (["pruner.n_samples=2001"], "needs 2001 training samples but the training set has 2000"),
     "missing_checkpoint": (["model.checkpoint=/nonexistent/model.ckpt"], "checkpoint file not found: /nonexistent/model.ckpt"),
     "mismatched_checkpoint": (["model.checkpoint={mismatch}"], "does not match the model"),

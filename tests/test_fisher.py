@@ -1,4 +1,5 @@
-"""Fisher collection: vectorised gradients against a naive loop, mini-batch means, refusals."""
+"""Fisher collection: vectorised gradients against a naive loop, mini-batch means, column
+ranges, activation memory, refusals (the memory planner is tested in test_memory.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chitalab.errors import UserError
-from chitalab.fisher import check_finite_gradients, check_fisher_memory, collect_gradients
+from chitalab.fisher import activation_bytes, check_finite_gradients, collect_gradients
 from chitalab.models import MLPNet, loss_function
 from chitalab.params import select_pruned
 
@@ -84,18 +85,34 @@ def test_needs_eval_mode():
         collect_gradients(model, select_pruned(model), F.nll_loss, torch.randn(2, 64), torch.zeros(2, dtype=torch.long))
 
 
-def test_memory_refusal_names_the_estimate_and_the_knobs():
-    with pytest.raises(UserError) as err:
-        check_fisher_memory(10_000, 25_000_000, torch.float32, 64, torch.device("cpu"), max_memory_gb=1.0)
-    message = str(err.value)
-    assert "GiB" in message and "n=10000" in message
-    for knob in ("pruner.n_samples", "pruner.max_memory_gb", "model.prune"):
-        assert knob in message
+@pytest.mark.parametrize("columns", [(0, 27), (20, 31), (27, 120), (100, 203)])
+def test_column_ranges_are_slices_of_the_full_matrix(columns):
+    model = make_model("conv")
+    pruned = select_pruned(model)  # conv 27 weights, then fc 432
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 4, (6,))
+    full = collect_gradients(model, pruned, F.cross_entropy, x, y, chunk_size=4, progress=False)
+    part = collect_gradients(model, pruned, F.cross_entropy, x, y, chunk_size=4, progress=False, columns=columns)
+    torch.testing.assert_close(part, full[:, columns[0] : columns[1]])
 
 
-def test_memory_estimate_within_limit_passes():
-    need = check_fisher_memory(100, 1000, torch.float32, 64, torch.device("cpu"), max_memory_gb=1.0)
-    assert need == 100 * 1000 * 4 + 2 * 64 * 1000 * 4
+def test_gradients_can_be_stored_in_half_precision():
+    model = make_model("mlp")
+    pruned = select_pruned(model)
+    x, y = torch.randn(5, 1, 8, 8), torch.randint(0, 4, (5,))
+    full = collect_gradients(model, pruned, F.nll_loss, x, y, progress=False)
+    half = collect_gradients(model, pruned, F.nll_loss, x, y, dtype=torch.bfloat16, progress=False)
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), full, rtol=1e-2, atol=1e-3)
+
+
+def test_activation_bytes_grow_with_the_batch_and_leave_parameters_out():
+    model = make_model("conv")
+    one = activation_bytes(model, F.cross_entropy, torch.randn(1, 1, 8, 8), torch.zeros(1, dtype=torch.long))
+    four = activation_bytes(model, F.cross_entropy, torch.randn(4, 1, 8, 8), torch.zeros(4, dtype=torch.long))
+    input_and_two_feature_maps = 4 * (8 * 8 + 2 * 3 * 6 * 6)  # x, the conv output, the BN output
+    assert input_and_two_feature_maps <= one < 2 * input_and_two_feature_maps
+    assert 3.5 * one < four <= 4 * one
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_non_finite_gradients_are_refused():

@@ -15,7 +15,8 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
 from .callbacks import GradualPruning
-from .data import TensorDataModule
+from .batchnorm import recalibrate_batchnorm
+from .data import PruningDataModule
 from .errors import UserError
 from .loggers import build_logger, log_run
 from .models import build_model, loss_function
@@ -45,9 +46,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def check_compatible(net: torch.nn.Module, datamodule: TensorDataModule, model_name: str, dataset_name: str) -> None:
+def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_name: str, dataset_name: str) -> None:
     """Run two samples through the model so a shape mismatch fails early with a clear message."""
-    x = datamodule.train_set.tensors[0][:2]
+    x, _ = datamodule.draw_training_samples(2, seed=0)
     try:
         with torch.no_grad():
             net.eval()(x)
@@ -75,7 +76,7 @@ class Job:
     sparsity: float
     device: torch.device
     out_dir: Path
-    datamodule: TensorDataModule
+    datamodule: PruningDataModule
     net: torch.nn.Module
     pruned: PrunedParams
     pruner: Pruner
@@ -83,6 +84,11 @@ class Job:
 
     def draw_samples(self, count: int, round: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.datamodule.draw_training_samples(count, self.cfg.seed, round)
+
+    def recalibrate_batchnorm(self) -> None:
+        """Re-estimate BatchNorm statistics on the training set when the model config asks."""
+        if self.cfg.model.get("bn_recalibration"):
+            recalibrate_batchnorm(self.net.to(self.device), self.datamodule.train_dataloader(), self.cfg.progress)
 
     def trainer(self, callbacks: list[Callback] = (), **kwargs) -> pl.Trainer:
         """A Lightning Trainer from `cfg.trainer` (user overrides pass through) and `kwargs`."""
@@ -108,7 +114,7 @@ def build_job(cfg: DictConfig) -> Job:
     device = resolve_device(cfg.device)
     pl.seed_everything(cfg.seed, verbose=False)
     overrides = {"batch_size": cfg.schedule.batch_size} if cfg.schedule.get("batch_size") else {}
-    datamodule: TensorDataModule = instantiate(cfg.dataset.datamodule, **overrides)
+    datamodule: PruningDataModule = instantiate(cfg.dataset.datamodule, **overrides)
     datamodule.setup()
     net = build_model(cfg.model)
     check_compatible(net, datamodule, cfg.model.name, cfg.dataset.name)
@@ -160,6 +166,7 @@ def _common_results(job: Job, dense: dict, after: dict) -> dict:
 def run_oneshot(job: Job) -> tuple[dict, pl.Trainer]:
     """Evaluate the dense model, prune it once (or in CHITA++ stages), evaluate again."""
     trainer = job.trainer(enable_checkpointing=False)
+    job.recalibrate_batchnorm()
     module = Classifier(job.net, job.cfg.dataset.num_classes)
     test_loader = job.datamodule.test_dataloader()
     dense = module.evaluate(trainer, test_loader, "dense")
@@ -215,6 +222,7 @@ def run_gradual(job: Job) -> tuple[dict, pl.Trainer]:
         lr=s.lr, lr_min=s.lr_min, momentum=s.momentum, weight_decay=s.weight_decay,
         nesterov=s.nesterov, restart_epochs=epochs,
     )
+    job.recalibrate_batchnorm()
     module = Classifier(job.net, num_classes, optim)
     dense = module.evaluate(trainer, test_loader, "dense")
     log.info("dense model: test accuracy %.2f%%, loss %.4f", dense["acc"], dense["loss"])

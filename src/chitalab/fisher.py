@@ -6,7 +6,6 @@ called through `functional_call`, so one vectorised pass replaces n backward pas
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
@@ -18,41 +17,25 @@ from .errors import UserError
 from .params import PrunedParams
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
-GIB = 1024**3
 
 
-def fisher_bytes(n: int, p: int, dtype: torch.dtype, chunk_size: int) -> int:
-    """Bytes needed to hold G (n x p) plus the float32 gradients of one chunk in flight."""
-    return n * p * torch.empty((), dtype=dtype).element_size() + 2 * min(chunk_size, n) * p * 4
+def activation_bytes(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor) -> int:
+    """Bytes of the tensors autograd keeps for the backward pass of the loss on the batch
+    (x, y), parameters excluded: the activation memory of one gradient row, measured by one
+    forward pass."""
+    counted = {p.data_ptr() for p in model.parameters()}
+    total = 0
 
+    def pack(t: Tensor) -> Tensor:
+        nonlocal total
+        if t.data_ptr() not in counted:
+            counted.add(t.data_ptr())
+            total += t.nbytes
+        return t
 
-def available_bytes(device: torch.device) -> int:
-    """Free memory on `device`: CUDA's free memory, or MemAvailable on Linux hosts."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def check_fisher_memory(
-    n: int, p: int, dtype: torch.dtype, chunk_size: int, device: torch.device, max_memory_gb: float | None
-) -> int:
-    """Refuse, before allocating, a G that would not fit; returns the estimate in bytes."""
-    need = fisher_bytes(n, p, dtype, chunk_size)
-    limit = max_memory_gb * GIB if max_memory_gb is not None else 0.8 * available_bytes(device)
-    if need > limit:
-        raise UserError(
-            f"the Fisher gradients need about {need / GIB:.2f} GiB (n={n} x p={p} in {dtype}) but only "
-            f"{limit / GIB:.2f} GiB may be used on {device}; lower pruner.n_samples or pruner.fisher_chunk_size, "
-            "prune fewer layers (model.prune.include/exclude), or raise pruner.max_memory_gb"
-        )
-    return need
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss_fn(model(x), y)
+    return total
 
 
 def collect_gradients(
@@ -65,9 +48,11 @@ def collect_gradients(
     chunk_size: int = 64,
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
+    columns: tuple[int, int] | None = None,
 ) -> Tensor:
     """G (n x p) with n = len(x) // mini_bsz: row i is the gradient of the mean loss over
-    samples [i·m, (i+1)·m), flattened in the order of `pruned`.
+    samples [i·m, (i+1)·m), flattened in the order of `pruned`. With `columns` = (start, stop),
+    only those columns of G are returned, and only the tensors they overlap are differentiated.
 
     The model must be in eval mode (BatchNorm running statistics, no dropout); it is not
     modified. `chunk_size` rows are computed per vectorised call, bounding activation memory.
@@ -79,9 +64,10 @@ def collect_gradients(
         raise ValueError(f"need at least {mini_bsz} samples, got {x.shape[0]}")
     x = x[: n * mini_bsz].reshape(n, mini_bsz, *x.shape[1:])
     y = y[: n * mini_bsz].reshape(n, mini_bsz)
-    pruned_names = set(pruned.names)
-    weights = {name: p.detach() for name, p in zip(pruned.names, pruned.params)}
-    frozen = {name: p.detach() for name, p in model.named_parameters() if name not in pruned_names}
+    start_col, stop_col = columns or (0, pruned.numel)
+    segments = pruned.segments(start_col, stop_col)
+    weights = {pruned.names[i]: pruned.params[i].detach() for i, _, _ in segments}
+    frozen = {name: p.detach() for name, p in model.named_parameters() if name not in weights}
     frozen.update(dict(model.named_buffers()))
 
     def batch_loss(w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
@@ -89,18 +75,22 @@ def collect_gradients(
 
     per_batch_grad = vmap(grad(batch_loss), in_dims=(None, 0, 0))
     device = pruned.params[0].device
-    G = torch.empty(n, pruned.numel, dtype=dtype, device=device)
+    G = torch.empty(n, stop_col - start_col, dtype=dtype, device=device)
     starts = range(0, n, chunk_size)
     for start in tqdm(starts, desc="Fisher gradients", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk_size, n)
         grads = per_batch_grad(weights, x[start:stop].to(device), y[start:stop].to(device))
-        G[start:stop] = torch.cat([grads[name].reshape(stop - start, -1) for name in pruned.names], dim=1)
+        for i, source, target in segments:
+            G[start:stop, target] = grads[pruned.names[i]].reshape(stop - start, -1)[:, source]
+        del grads  # freed before the next chunk is computed
     return G
 
 
 def check_finite_gradients(G: Tensor) -> None:
     """Refuse a G with NaN or inf entries, naming how many rows are affected."""
-    bad_rows = int((~torch.isfinite(G)).any(dim=1).sum())
+    # Row extrema are NaN or infinite exactly when the row holds a NaN or an inf; unlike
+    # isfinite(G), they need no temporary the size of G.
+    bad_rows = int((~(torch.isfinite(G.amax(dim=1)) & torch.isfinite(G.amin(dim=1)))).sum())
     if bad_rows:
         raise UserError(
             f"{bad_rows} of {G.shape[0]} Fisher gradients contain NaN or inf; the loss is not finite at "

@@ -38,6 +38,27 @@ class PrunedParams:
                 p.copy_(flat[offset : offset + p.numel()].view_as(p))
                 offset += p.numel()
 
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        """Shape of each tensor, in flat order."""
+        return [tuple(p.shape) for p in self.params]
+
+    @property
+    def sizes(self) -> list[int]:
+        """Number of entries of each tensor, in flat order."""
+        return [p.numel() for p in self.params]
+
+    def segments(self, start: int, stop: int) -> list[tuple[int, slice, slice]]:
+        """How the flat range [start, stop) splits over the tensors: (tensor index, slice of
+        that flattened tensor, slice of the range) for each tensor it overlaps."""
+        out, offset = [], 0
+        for i, size in enumerate(self.sizes):
+            lo, hi = max(start, offset), min(stop, offset + size)
+            if lo < hi:
+                out.append((i, slice(lo - offset, hi - offset), slice(lo - start, hi - start)))
+            offset += size
+        return out
+
     def count_zeros(self) -> int:
         return sum(int((p == 0).sum()) for p in self.params)
 

@@ -1,7 +1,20 @@
 """Lightning data modules."""
 
-from .base import TensorDataModule
+from .arrays import read_npz
+from .base import PruningDataModule, TensorDataModule
+from .cifar10 import CIFAR10DataModule
+from .images import ImageArrayDataModule
+from .imagenet import ImageFolderDataModule
 from .mnist import MNISTDataModule
 from .synthetic import SyntheticDataModule
 
-__all__ = ["MNISTDataModule", "SyntheticDataModule", "TensorDataModule"]
+__all__ = [
+    "CIFAR10DataModule",
+    "ImageArrayDataModule",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "PruningDataModule",
+    "SyntheticDataModule",
+    "TensorDataModule",
+    "read_npz",
+]

@@ -1,27 +1,75 @@
-"""Data modules that hold their (small) data sets as tensors in memory."""
+"""What an experiment needs from a data set, and data modules that hold theirs in memory."""
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABC, abstractmethod
+from functools import partial
+from typing import Callable
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset, default_collate
+
+BatchTransform = Callable[[Tensor], Tensor]
 
 
-class TensorDataModule(pl.LightningDataModule):
-    """Train and test splits as in-memory tensors; subclasses implement `load`.
+def augmented_collate(augment: BatchTransform, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Stack samples into a batch and augment its inputs (a module-level function, so loader
+    workers can pickle it)."""
+    x, y = default_collate(samples)
+    return augment(x), y
 
-    Keeping the pixels normalised in memory makes evaluation and Fisher sampling fast
-    for MNIST/CIFAR-sized data (no per-sample PIL transforms).
-    """
 
-    def __init__(self, batch_size: int = 1000, num_workers: int = 0, shuffle: bool = True):
+class PruningDataModule(pl.LightningDataModule, ABC):
+    """Train and test loaders, the training-set size, and random training samples as tensors
+    (the Fisher samples). Subclasses hold the data in memory or read it from files."""
+
+    def __init__(self, batch_size: int, num_workers: int = 0, shuffle: bool = True):
         super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+
+    @property
+    @abstractmethod
+    def num_train(self) -> int:
+        """Number of training samples."""
+
+    def draw_training_samples(self, count: int, seed: int, round: int = 0) -> tuple[Tensor, Tensor]:
+        """`count` distinct training samples chosen at random, as the model sees them at
+        evaluation (no augmentation); reproducible through `seed`, and a different draw for
+        each `round` (pruning stage or step)."""
+        if count > self.num_train:
+            raise ValueError(f"asked for {count} samples, the training set has {self.num_train}")
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + round)
+        return self.training_samples(torch.randperm(self.num_train, generator=gen)[:count])
+
+    @abstractmethod
+    def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        """The training samples at `index`, stacked, without augmentation."""
+
+    @abstractmethod
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches, augmented when the data set defines an augmentation."""
+
+    @abstractmethod
+    def test_dataloader(self) -> DataLoader:
+        """Test batches in a fixed order."""
+
+
+class TensorDataModule(PruningDataModule):
+    """Train and test splits as in-memory tensors; subclasses implement `load`.
+
+    Keeping the pixels normalised in memory makes evaluation and Fisher sampling fast
+    for MNIST/CIFAR-sized data (no per-sample PIL transforms). `train_transform`, when a
+    subclass sets it, augments each training batch (on tensors) in `train_dataloader`.
+    """
+
+    train_transform: BatchTransform | None = None
+
+    def __init__(self, batch_size: int = 1000, num_workers: int = 0, shuffle: bool = True):
+        super().__init__(batch_size, num_workers, shuffle)
         self.train_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
 
@@ -45,18 +93,18 @@ class TensorDataModule(pl.LightningDataModule):
         return tuple(self.train_set.tensors[0].shape[1:])
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, num_workers=self.num_workers)
+        self.setup()
+        transform = self.train_transform
+        collate = partial(augmented_collate, transform) if transform is not None else None
+        return DataLoader(
+            self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, num_workers=self.num_workers, collate_fn=collate
+        )
 
     def test_dataloader(self) -> DataLoader:
+        self.setup()
         return DataLoader(self.test_set, batch_size=self.batch_size, num_workers=self.num_workers)
 
-    def draw_training_samples(self, count: int, seed: int, round: int = 0) -> tuple[Tensor, Tensor]:
-        """`count` distinct training samples chosen at random; reproducible through `seed`,
-        and a different draw for each `round` (pruning stage or step)."""
+    def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
         self.setup()
-        if count > len(self.train_set):
-            raise ValueError(f"asked for {count} samples, the training set has {len(self.train_set)}")
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + round)
-        index = torch.randperm(len(self.train_set), generator=gen)[:count]
         x, y = self.train_set.tensors
         return x[index], y[index]

@@ -9,15 +9,26 @@ import torch
 from torch import Tensor
 
 from ..errors import UserError, check_int, choice_error
-from ..fisher import check_finite_gradients, check_fisher_memory, collect_gradients
+from ..fisher import activation_bytes, check_finite_gradients, collect_gradients
+from ..memory import FisherPlan, memory_budget, plan_fisher
 from ..params import keep_count
-from ..solver import INITS, POLISH_METHODS, Problem, active_set_iht, backsolve, hard_threshold, iht, polish
+from ..solver import (
+    INITS, POLISH_METHODS, Problem, active_set_iht, backsolve, block_backsolve, hard_threshold, iht, layer_blocks,
+    polish,
+)
 from .base import PruneContext, PruneResult, Pruner
 
 log = logging.getLogger(__name__)
 
-METHODS = ("active_set", "iht", "backsolve")
-FISHER_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+METHODS = ("active_set", "iht", "backsolve", "block")
+FISHER_DTYPES = {
+    "float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16
+}
+HALF_DTYPES = ("bfloat16", "float16")  # storage only: the block solver computes in float32
+MEMORY_KNOBS = (
+    "lower pruner.n_samples or pruner.fisher_chunk_size, prune fewer layers (model.prune.include/exclude), "
+    "or raise pruner.max_memory_gb"
+)
 STEP_SEARCH_ROUND = 1_000  # sample rounds for the step search, apart from the Fisher's
 
 
@@ -35,8 +46,11 @@ class ChitaPruner(Pruner):
     """Single-stage CHITA.
 
     n_samples gradients (each the mean over `fisher_mini_bsz` samples) form G; the
-    solver `method` (iht, active_set, backsolve) then chooses k weights and their new
+    solver `method` (iht, active_set, backsolve, block) then chooses k weights and their new
     values under the ridge `l2`. `first_order_term` adds a = Σ g_i / m to the objective.
+    `block` (the block-diagonal approximation, see `chitalab.solver.block`) holds G one group
+    of blocks at a time, recomputing gradients per group, so its memory stays within
+    `max_memory_gb`; it may also store G in bfloat16/float16.
     """
 
     name = "chita"
@@ -58,6 +72,7 @@ class ChitaPruner(Pruner):
         fisher_dtype: str = "float32",
         fisher_chunk_size: int = 64,
         max_memory_gb: float | None = None,
+        block_size: int = 500,
         step_sizes: list[float] | None = None,
         step_samples: int = 2000,
     ):
@@ -75,6 +90,7 @@ class ChitaPruner(Pruner):
             ("iterations", iterations, 0),
             ("cd_sweeps", cd_sweeps, 1),
             ("fisher_chunk_size", fisher_chunk_size, 1),
+            ("block_size", block_size, 1),
         ):
             check_int(f"pruner.{key}", value, low)
         if not l2 >= 0:
@@ -84,6 +100,17 @@ class ChitaPruner(Pruner):
         check_int("pruner.step_samples", step_samples, 1)
         if not active_set_expand >= 1:
             raise UserError(f"pruner.active_set_expand={active_set_expand!r} is not allowed; it must be >= 1")
+        if max_memory_gb is not None and not max_memory_gb > 0:
+            raise UserError(f"pruner.max_memory_gb={max_memory_gb!r} is not allowed; it must be > 0 or null")
+        if method != "block" and fisher_dtype in HALF_DTYPES:
+            raise UserError(
+                f"pruner.fisher_dtype={fisher_dtype} needs pruner.method=block (the other solvers compute in the "
+                "storage dtype); use float32 or float64"
+            )
+        if method == "block" and first_order_term:
+            raise UserError("pruner.first_order_term=true is not available with pruner.method=block")
+        if method == "block" and polish != "none":
+            raise UserError(f"pruner.polish={polish} is not available with pruner.method=block (blocks are solved exactly)")
         self.method = method
         self.n_samples = n_samples
         self.fisher_mini_bsz = fisher_mini_bsz
@@ -99,6 +126,7 @@ class ChitaPruner(Pruner):
         self.fisher_dtype = fisher_dtype
         self.fisher_chunk_size = fisher_chunk_size
         self.max_memory_gb = max_memory_gb
+        self.block_size = block_size
         self.step_sizes = None if step_sizes is None else [float(t) for t in step_sizes]
         self.step_samples = step_samples
 
@@ -131,30 +159,54 @@ class ChitaPruner(Pruner):
             return iht(problem, k, **options)
         return active_set_iht(problem, k, expand=self.active_set_expand, **options)
 
+    def _plan(self, ctx: PruneContext, x: torch.Tensor, y: torch.Tensor, cuts: list[int], workspace: int) -> FisherPlan:
+        """The memory plan for G; `cuts` are where column groups may end ([p]: G held whole)."""
+        m = self.fisher_mini_bsz
+        hint = "; use pruner.method=block" if self.method != "block" else "; lower pruner.block_size"
+        plan = plan_fisher(
+            n=self.n_samples,
+            sizes=ctx.pruned.sizes,
+            cuts=cuts,
+            dtype=FISHER_DTYPES[self.fisher_dtype],
+            chunk_size=self.fisher_chunk_size,
+            activation_bytes=activation_bytes(ctx.model, ctx.loss_fn, x[:m], y[:m]),
+            budget=memory_budget(self.max_memory_gb, ctx.pruned.params[0].device),
+            workspace=workspace,
+            hint=f"{hint}, {MEMORY_KNOBS}",
+        )
+        log.info(plan.describe())
+        return plan
+
+    def _gradients(
+        self, ctx: PruneContext, x: torch.Tensor, y: torch.Tensor, plan: FisherPlan,
+        columns: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """G, or its columns [start, stop), in chunks as the plan says; refused when not finite."""
+        G = collect_gradients(
+            ctx.model, ctx.pruned, ctx.loss_fn, x, y, mini_bsz=self.fisher_mini_bsz, chunk_size=plan.chunk_size,
+            dtype=FISHER_DTYPES[self.fisher_dtype], progress=ctx.progress, columns=columns,
+        )
+        check_finite_gradients(G)
+        return G
+
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
+        if self.method == "block":
+            return self._prune_blocks(ctx, sparsity)
         w_bar = ctx.pruned.flatten()
         k = keep_count(sparsity, w_bar.numel())
         dtype = FISHER_DTYPES[self.fisher_dtype]
-        device = w_bar.device
-        estimate = check_fisher_memory(
-            self.n_samples, w_bar.numel(), dtype, self.fisher_chunk_size, device, self.max_memory_gb
-        )
-        log.info("Fisher: %d gradients x %d weights, about %.1f MiB", self.n_samples, w_bar.numel(), estimate / 2**20)
 
         start = time.perf_counter()
         x, y = ctx.draw_samples(self.n_samples * self.fisher_mini_bsz, ctx.round)
-        G = collect_gradients(
-            ctx.model, ctx.pruned, ctx.loss_fn, x, y,
-            mini_bsz=self.fisher_mini_bsz, chunk_size=self.fisher_chunk_size, dtype=dtype, progress=ctx.progress,
-        )
-        check_finite_gradients(G)
+        plan = self._plan(ctx, x, y, cuts=[w_bar.numel()], workspace=0)
+        G = self._gradients(ctx, x, y, plan)
         fisher_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
         first_order = G.sum(dim=0) / self.fisher_mini_bsz if self.first_order_term else None
         full = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
         # Frozen weights stay zero: solve over the others only.
-        alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(device)).flatten()
+        alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
         problem = full if alive is None else full.restrict(alive)
         result = self._solve(problem, min(k, problem.p))
         w = polish(problem, result.w, self.polish, self.cd_sweeps)
@@ -175,9 +227,43 @@ class ChitaPruner(Pruner):
             objective=objective,
             objective_magnitude=full.objective(hard_threshold(full.w_bar, k)[0]),
             k=k,
+            memory_plan=plan.summary(),
         )
         log.info(
             "CHITA %s: objective %.6g (magnitude pruning: %.6g), %d iterations, %.2fs",
             self.method, objective, stats["objective_magnitude"], result.iterations, solver_seconds,
         )
         return PruneResult(weights=w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats)
+
+    def _prune_blocks(self, ctx: PruneContext, sparsity: float) -> PruneResult:
+        """Block-diagonal backsolve, gradients computed per group of blocks as the plan says."""
+        w_bar = ctx.pruned.flatten()
+        k = keep_count(sparsity, w_bar.numel())
+        blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
+        start = time.perf_counter()
+        x, y = ctx.draw_samples(self.n_samples * self.fisher_mini_bsz, ctx.round)
+        compute = torch.float64 if self.fisher_dtype == "float64" else torch.float32
+        n, largest = self.n_samples, max(stop - begin for begin, stop in blocks)
+        # One block solve holds G_b, G_S and y-sized vectors, and a Gram or Woodbury matrix.
+        workspace = compute.itemsize * (3 * n * largest + min(n, largest) ** 2)
+        plan = self._plan(ctx, x, y, cuts=[stop for _, stop in blocks], workspace=workspace)
+        fisher_seconds = time.perf_counter() - start
+
+        def columns(begin: int, stop: int) -> torch.Tensor:
+            nonlocal fisher_seconds
+            tic = time.perf_counter()
+            G = self._gradients(ctx, x, y, plan, columns=(begin, stop))
+            fisher_seconds += time.perf_counter() - tic
+            return G
+
+        start, setup_seconds = time.perf_counter(), fisher_seconds
+        result = block_backsolve(w_bar, k, blocks, columns, self.l2, groups=plan.groups, dtype=compute)
+        solver_seconds = time.perf_counter() - start - (fisher_seconds - setup_seconds)
+        stats = {**result.stats(), "k": k, "memory_plan": plan.summary()}
+        log.info(
+            "CHITA block: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
+            result.objective, result.objective_magnitude, result.num_blocks, result.num_groups, solver_seconds,
+        )
+        return PruneResult(
+            weights=result.w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats
+        )

@@ -2,19 +2,23 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
+from .block import BlockSolveResult, block_backsolve, layer_blocks
 from .iht import INITS, iht
 from .polish import POLISH_METHODS, polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
 
 __all__ = [
+    "BlockSolveResult",
     "Problem",
     "SolveResult",
     "active_set_iht",
     "backsolve",
+    "block_backsolve",
     "fit_on_support",
     "hard_threshold",
     "iht",
+    "layer_blocks",
     "polish",
     "POLISH_METHODS",
     "INITS",

@@ -1,0 +1,98 @@
+"""ImageNet (or any data set in ImageFolder layout) read from image files on the fly."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Subset
+from torchvision import transforms
+from torchvision.datasets import ImageFolder
+
+from ..errors import UserError
+from .base import PruningDataModule
+
+log = logging.getLogger(__name__)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageFolderDataModule(PruningDataModule):
+    """`root/train/<class>/<image>` and `root/val/<class>/<image>` with the standard transforms:
+    training batches get RandomResizedCrop(image_size) + horizontal flip; evaluation and the
+    Fisher samples get Resize(resize) + CenterCrop(image_size). Both are normalised with
+    (mean, std)."""
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int,
+        image_size: int = 224,
+        resize: int = 256,
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        batch_size: int = 256,
+        num_workers: int = 8,
+    ):
+        super().__init__(batch_size, num_workers)
+        self.root = Path(root)
+        self.num_classes = num_classes
+        normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
+        self.train_transform = transforms.Compose(
+            [transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(), *normalize]
+        )
+        self.eval_transform = transforms.Compose(
+            [transforms.Resize(resize), transforms.CenterCrop(image_size), *normalize]
+        )
+        self.train_set: ImageFolder | None = None
+        self.fisher_set: ImageFolder | None = None
+        self.val_set: ImageFolder | None = None
+
+    def _folder(self, split: str, transform) -> ImageFolder:
+        path = self.root / split
+        if not path.is_dir():
+            raise UserError(
+                f"{path} does not exist; dataset.root must hold train/ and val/ with one folder per class"
+            )
+        try:
+            folder = ImageFolder(str(path), transform)
+        except (FileNotFoundError, OSError) as err:
+            raise UserError(f"cannot read images under {path}: {err}") from None
+        if len(folder.classes) != self.num_classes:
+            raise UserError(
+                f"{path} has {len(folder.classes)} class folders but dataset.num_classes={self.num_classes}"
+            )
+        return folder
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = self._folder("train", self.train_transform)
+            self.val_set = self._folder("val", self.eval_transform)
+            self.fisher_set = copy.copy(self.train_set)  # the same file list, seen as at evaluation
+            self.fisher_set.transform = self.eval_transform
+            log.info("ImageFolder %s: %d training and %d validation images", self.root, len(self.train_set), len(self.val_set))
+
+    @property
+    def num_train(self) -> int:
+        self.setup()
+        return len(self.train_set)
+
+    def _loader(self, dataset, shuffle: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.train_set, shuffle=True)
+
+    def test_dataloader(self) -> DataLoader:
+        self.setup()
+        return self._loader(self.val_set, shuffle=False)
+
+    def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        self.setup()
+        batches = list(self._loader(Subset(self.fisher_set, index.tolist()), shuffle=False))
+        return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])

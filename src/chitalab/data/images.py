@@ -1,0 +1,91 @@
+"""Small image data sets held normalised in memory, read from torchvision's files or an .npz."""
+
+from __future__ import annotations
+
+import logging
+from abc import abstractmethod
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from ..errors import UserError, choice_error
+from .arrays import read_npz
+from .base import TensorDataModule
+
+log = logging.getLogger(__name__)
+SOURCES = ("auto", "torchvision", "npz")
+Splits = tuple[Tensor, Tensor, Tensor, Tensor]
+
+
+class ImageArrayDataModule(TensorDataModule):
+    """An image classification set normalised with per-channel `mean` and `std`.
+
+    `source` says where the pixels come from: `torchvision` (its files under `data_dir`,
+    downloaded there when absent and `download` is set), `npz` (the array file `npz_file`,
+    relative to `data_dir`; see `read_npz`), or `auto`: torchvision's files when they are
+    there, else the array file when it is there, else a download. The log says which.
+    """
+
+    title = "data"       # the data set's name in log lines and errors
+    default_npz = ""     # the array file looked for by default
+
+    def __init__(
+        self,
+        data_dir: str,
+        cache_dir: str,
+        mean: Sequence[float] | float,
+        std: Sequence[float] | float,
+        source: str = "auto",
+        npz_file: str | None = None,
+        download: bool = True,
+        batch_size: int = 1000,
+        num_workers: int = 0,
+        shuffle: bool = True,
+    ):
+        super().__init__(batch_size, num_workers, shuffle)
+        if source not in SOURCES:
+            raise choice_error("dataset.source", source, SOURCES)
+        self.data_dir = Path(data_dir)
+        self.cache_dir = Path(cache_dir)
+        self.source = source
+        self.npz_path = self.data_dir / (npz_file or self.default_npz)
+        self.download = download
+        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(-1, 1, 1)
+
+    @abstractmethod
+    def has_torchvision_files(self) -> bool:
+        """Whether torchvision's files for this set are under `data_dir`."""
+
+    @abstractmethod
+    def read_torchvision(self) -> Splits:
+        """(x_train, y_train, x_test, y_test) from torchvision's files, downloading them when
+        absent and allowed; images as float N x C x H x W in [0, 1]."""
+
+    def read_source(self) -> Splits:
+        """The raw splits from the source that `source` selects, logging which one."""
+        use_npz = self.source == "npz" or (
+            self.source == "auto" and not self.has_torchvision_files() and self.npz_path.is_file()
+        )
+        if not use_npz:
+            return self.read_torchvision()
+        if not self.npz_path.is_file():
+            raise UserError(
+                f"dataset.source=npz but {self.npz_path} does not exist; set dataset.npz_file or paths.data_dir"
+            )
+        log.info("%s: reading the array file %s", self.title, self.npz_path)
+        return read_npz(self.npz_path)
+
+    def normalise(self, x: Tensor) -> Tensor:
+        """(x − mean) / std per channel, for images in [0, 1]."""
+        if self.mean.numel() not in (1, x.shape[1]):
+            raise UserError(
+                f"{self.title}: {self.mean.numel()} normalisation means for images with {x.shape[1]} channels"
+            )
+        return (x - self.mean) / self.std
+
+    def load(self) -> Splits:
+        x_train, y_train, x_test, y_test = self.read_source()
+        return self.normalise(x_train), y_train, self.normalise(x_test), y_test
