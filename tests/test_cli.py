@@ -61,13 +61,14 @@ def test_timm_model_on_image_shaped_synthetic_data(tmp_path):
 
 
 def test_multirun_sweeps_methods_and_sparsities_into_separate_folders(tmp_path):
-    done = run_cli("-m", *SYNTHETIC, "pruner=mp,chita", "sparsity=0.5,0.9", f"hydra.sweep.dir={tmp_path}")
+    done = run_cli("-m", *SYNTHETIC, "pruner=mp,woodfisher,chita", "sparsity=0.5,0.9", f"hydra.sweep.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
     runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"*/{RESULTS_FILE}"))]
-    assert len(runs) == 4
+    assert len(runs) == 6
     assert sorted((r["pruner"]["name"], r["sparsity"]["requested"]) for r in runs) == [
-        ("chita", 0.5), ("chita", 0.9), ("mp", 0.5), ("mp", 0.9)
+        ("chita", 0.5), ("chita", 0.9), ("mp", 0.5), ("mp", 0.9), ("woodfisher", 0.5), ("woodfisher", 0.9)
     ]
+    assert all(r["sparsity"]["measured"] >= r["sparsity"]["requested"] - 1e-3 for r in runs)
 
 
 @pytest.mark.parametrize("logger", ["csv", "wandb"])
@@ -105,7 +106,7 @@ BAD_INPUTS = {
         ["dataset=imagenet21k"],
         "unknown dataset 'imagenet21k'; choose one of: cifar10, imagenet, mnist, synthetic, synthetic_imagenet",
     ),
-    "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, chitapp, mp"),
+    "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, chitapp, mp, woodfisher"),
     "unknown_method": (
         ["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve, block"
     ),
@@ -121,6 +122,11 @@ BAD_INPUTS = {
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
     "unknown_schedule": (["schedule=sometimes"], "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot"),
     "pruning_after_training": (["schedule=gradual_fast", "schedule.epochs=4"], "the last pruning epoch (8) must come before schedule.epochs=4"),
+    "woodfisher_update": (
+        ["pruner=woodfisher", "pruner.update=newton"],
+        "pruner.update='newton' is not allowed; choose one of: joint, independent, none",
+    ),
+    "woodfisher_no_dampening": (["pruner=woodfisher", "pruner.l2=0"], "pruner.l2=0 is not allowed; WoodFisher inverts"),
     "stages_zero": (["pruner=chitapp", "pruner.num_stages=0"], "pruner.num_stages=0 is not allowed; it must be an integer >= 1"),
 }
 

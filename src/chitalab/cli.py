@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from .errors import UserError
 
 log = logging.getLogger(__name__)
-CHECKED_GROUPS = ("model", "dataset", "pruner", "schedule", "logger")
+CHECKED_GROUPS = ("model", "dataset", "pruner", "schedule", "logger", "experiment")
 EXIT_USER_ERROR = 2
 
 

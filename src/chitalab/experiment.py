@@ -160,7 +160,18 @@ def _common_results(job: Job, dense: dict, after: dict) -> dict:
         "num_nonzero": job.pruned.numel - job.pruned.count_zeros(),
         "dense": {"test_acc": dense["acc"], "test_loss": dense["loss"]},
         "pruned": {"test_acc": after["acc"], "test_loss": after["loss"]},
+        "report": report_keys(job.cfg),
     }
+
+
+def report_keys(cfg: DictConfig) -> dict:
+    """The experiment preset's name and the values of the keys it sweeps as an ablation."""
+    report = cfg.get("report") or {}
+    ablation = {}
+    for key in report.get("ablation") or []:
+        value = OmegaConf.select(cfg, key)
+        ablation[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return {"experiment": report.get("experiment"), "ablation": ablation}
 
 
 def run_oneshot(job: Job) -> tuple[dict, pl.Trainer]:

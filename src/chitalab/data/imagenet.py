@@ -56,7 +56,8 @@ class ImageFolderDataModule(PruningDataModule):
         path = self.root / split
         if not path.is_dir():
             raise UserError(
-                f"{path} does not exist; dataset.root must hold train/ and val/ with one folder per class"
+                f"{path} does not exist; dataset.datamodule.root (default: $CHITA_DATA_DIR/imagenet) must hold "
+                "train/ and val/ with one folder per class"
             )
         try:
             folder = ImageFolder(str(path), transform)

@@ -1,8 +1,9 @@
-"""Pruners behind one interface: `mp` (magnitude), `chita` and `chitapp` (multi-stage)."""
+"""Pruners behind one interface: `mp` (magnitude), `woodfisher`, `chita` and `chitapp` (multi-stage)."""
 
 from .base import PruneContext, PruneResult, Pruner
 from .chita import ChitaPruner
 from .magnitude import MagnitudePruner
 from .multistage import MultiStagePruner
+from .woodfisher import WoodFisherPruner
 
-__all__ = ["ChitaPruner", "MagnitudePruner", "MultiStagePruner", "PruneContext", "PruneResult", "Pruner"]
+__all__ = ["ChitaPruner", "MagnitudePruner", "MultiStagePruner", "PruneContext", "PruneResult", "Pruner", "WoodFisherPruner"]

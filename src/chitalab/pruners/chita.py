@@ -13,9 +13,10 @@ from ..fisher import activation_bytes, check_finite_gradients, collect_gradients
 from ..memory import FisherPlan, memory_budget, plan_fisher
 from ..params import keep_count
 from ..solver import (
-    INITS, POLISH_METHODS, Problem, active_set_iht, backsolve, block_backsolve, hard_threshold, iht, layer_blocks,
-    polish,
+    INITS, POLISH_METHODS, BlockSolveResult, Problem, active_set_iht, backsolve, block_backsolve, hard_threshold, iht,
+    layer_blocks, polish,
 )
+from ..solver.block import ColumnSource
 from .base import PruneContext, PruneResult, Pruner
 
 log = logging.getLogger(__name__)
@@ -235,6 +236,19 @@ class ChitaPruner(Pruner):
         )
         return PruneResult(weights=w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats)
 
+    _block_label = "CHITA block"
+
+    def _block_compute_dtype(self) -> torch.dtype:
+        return torch.float64 if self.fisher_dtype == "float64" else torch.float32
+
+    def _block_solve(
+        self, w_bar: Tensor, k: int, blocks: list[tuple[int, int]], columns: ColumnSource,
+        groups: list[tuple[int, int]], dtype: torch.dtype, frozen: Tensor | None,
+    ) -> BlockSolveResult:
+        """The block-diagonal solve; frozen weights are zero in w̄, so the magnitude support skips
+        them while k does not exceed the surviving weights."""
+        return block_backsolve(w_bar, k, blocks, columns, self.l2, groups=groups, dtype=dtype)
+
     def _prune_blocks(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         """Block-diagonal backsolve, gradients computed per group of blocks as the plan says."""
         w_bar = ctx.pruned.flatten()
@@ -242,7 +256,7 @@ class ChitaPruner(Pruner):
         blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
         start = time.perf_counter()
         x, y = ctx.draw_samples(self.n_samples * self.fisher_mini_bsz, ctx.round)
-        compute = torch.float64 if self.fisher_dtype == "float64" else torch.float32
+        compute = self._block_compute_dtype()
         n, largest = self.n_samples, max(stop - begin for begin, stop in blocks)
         # One block solve holds G_b, G_S and y-sized vectors, and a Gram or Woodbury matrix.
         workspace = compute.itemsize * (3 * n * largest + min(n, largest) ** 2)
@@ -257,12 +271,13 @@ class ChitaPruner(Pruner):
             return G
 
         start, setup_seconds = time.perf_counter(), fisher_seconds
-        result = block_backsolve(w_bar, k, blocks, columns, self.l2, groups=plan.groups, dtype=compute)
+        result = self._block_solve(w_bar, k, blocks, columns, plan.groups, compute, ctx.frozen)
         solver_seconds = time.perf_counter() - start - (fisher_seconds - setup_seconds)
         stats = {**result.stats(), "k": k, "memory_plan": plan.summary()}
         log.info(
-            "CHITA block: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
-            result.objective, result.objective_magnitude, result.num_blocks, result.num_groups, solver_seconds,
+            "%s: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
+            self._block_label, result.objective, result.objective_magnitude, result.num_blocks, result.num_groups,
+            solver_seconds,
         )
         return PruneResult(
             weights=result.w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats

@@ -7,8 +7,11 @@ from .iht import INITS, iht
 from .polish import POLISH_METHODS, polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
+from .woodfisher import UPDATES as WOODFISHER_UPDATES
+from .woodfisher import BlockInverseFisher, obs_update, woodfisher
 
 __all__ = [
+    "BlockInverseFisher",
     "BlockSolveResult",
     "Problem",
     "SolveResult",
@@ -24,4 +27,7 @@ __all__ = [
     "INITS",
     "ridge_on_support",
     "top_k_support",
+    "obs_update",
+    "woodfisher",
+    "WOODFISHER_UPDATES",
 ]

@@ -101,6 +101,25 @@ def _solve_blocks(
     return objective, objective_magnitude
 
 
+def group_columns(
+    gradients: Tensor | ColumnSource, groups: Sequence[tuple[int, int]], blocks: Sequence[tuple[int, int]]
+) -> Iterator[tuple[Tensor, int, Sequence[tuple[int, int]]]]:
+    """For each group (a column range of whole blocks) in turn: G's columns of the group, where
+    they start, and the group's blocks. `gradients` is G or a callable giving columns [start, stop)."""
+    columns = gradients if callable(gradients) else (lambda start, stop: gradients[:, start:stop])
+    first = 0
+    for start, stop in groups:
+        if first < len(blocks) and blocks[first][0] != start:
+            raise ValueError(f"block {blocks[first]} straddles the group boundary at {start}")
+        last = first
+        while last < len(blocks) and blocks[last][1] <= stop:
+            last += 1
+        yield columns(start, stop), start, blocks[first:last]
+        first = last
+    if first < len(blocks):
+        raise ValueError(f"the groups end before block {blocks[first]}")
+
+
 def block_backsolve(
     w_bar: Tensor,
     k: int,
@@ -119,24 +138,15 @@ def block_backsolve(
     """
     p = w_bar.numel()
     groups = list(groups) if groups is not None else [(0, p)]
-    columns = gradients if callable(gradients) else (lambda start, stop: gradients[:, start:stop])
     keep = torch.zeros(p, dtype=torch.bool, device=w_bar.device)
     keep[top_k_support(w_bar, k)] = True
     w = torch.zeros(p, dtype=dtype, device=w_bar.device)
     objective = objective_magnitude = 0.0
-    first = 0
-    for start, stop in groups:
-        last = first
-        while last < len(blocks) and blocks[last][1] <= stop:
-            last += 1
-        if first < len(blocks) and blocks[first][0] != start:
-            raise ValueError(f"block {blocks[first]} straddles the group boundary at {start}")
-        f, f_magnitude = _solve_blocks(columns(start, stop), start, blocks[first:last], w_bar, keep, l2, w)
+    for G, offset, group in group_columns(gradients, groups, blocks):
+        f, f_magnitude = _solve_blocks(G, offset, group, w_bar, keep, l2, w)
+        del G  # free this group's columns before the next group's are computed
         objective += f
         objective_magnitude += f_magnitude
-        first = last
-    if first < len(blocks):
-        raise ValueError(f"the groups end before block {blocks[first]}")
     return BlockSolveResult(
         w=w, objective=objective, iterations=1, history=[objective], converged=True,
         objective_magnitude=objective_magnitude, num_blocks=len(blocks), num_groups=len(groups),

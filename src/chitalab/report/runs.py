@@ -1,0 +1,147 @@
+"""Reading the results.json files of a folder of runs into flat records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..outputs import RESULTS_FILE
+
+log = logging.getLogger(__name__)
+
+METHOD_LABELS = {"mp": "MP", "woodfisher": "WoodFisher", "chita": "CHITA", "chitapp": "CHITA++"}
+METHOD_ORDER = ("MP", "WoodFisher", "CBS", "CHITA", "CHITA++")
+DEFAULT_CHITA_METHOD = "active_set"
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run's numbers, as the report uses them."""
+
+    path: Path
+    experiment: str | None
+    setting: str  # model/dataset, plus the schedule when it is not one-shot
+    method: str  # display label, e.g. "CHITA" or "CHITA (block)"
+    sparsity: float  # requested
+    measured_sparsity: float
+    seed: int
+    accuracy: float
+    dense_accuracy: float
+    seconds: float
+    solver_seconds: float
+    objective: float | None
+    n_samples: int | None
+    ablation: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # the pruner's settings, flattened ("stage_pruner.l2")
+
+    @property
+    def paper_method(self) -> str:
+        """The paper's column name for this method (variants in parentheses or brackets dropped)."""
+        return base_method(self.method)
+
+    def cell(self) -> tuple:
+        """What identifies a run apart from its seed: repeated cells are averaged over seeds."""
+        return (self.experiment, self.setting, self.method, self.sparsity, tuple(sorted(self.ablation.items())))
+
+
+def method_label(pruner: dict) -> str:
+    """MP, WoodFisher, CHITA or CHITA++, with the solver in parentheses when it is not the default."""
+    name = pruner.get("name", "?")
+    label = METHOD_LABELS.get(name, name)
+    solver = pruner.get("stage_pruner", pruner).get("method") if name in ("chita", "chitapp") else None
+    return f"{label} ({solver})" if solver and solver != DEFAULT_CHITA_METHOD else label
+
+
+def base_method(label: str) -> str:
+    """"CHITA (block) [l2=0.001]" -> "CHITA": the paper's column name."""
+    return label.split(" (")[0].split(" [")[0]
+
+
+def method_rank(label: str) -> tuple:
+    """Sort key: the paper's column order, variants after their base method."""
+    base = base_method(label)
+    return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), label)
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+    return flat
+
+
+def distinguish_variants(runs: list[Run]) -> list[Run]:
+    """Add to the method label the pruner settings that vary between runs of the same method
+    (in one experiment and setting) without being swept as an ablation, so an ad-hoc sweep
+    such as pruner.update=joint,independent shows one column per value."""
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.experiment, run.setting, run.method), []).append(run)
+    out = []
+    for members in groups.values():
+        swept = {key.removeprefix("pruner.") for run in members for key in run.ablation}
+        keys = sorted(
+            key for key in {k for run in members for k in run.settings}
+            if key not in swept and len({repr(run.settings.get(key)) for run in members}) > 1
+        )
+        for run in members:
+            if keys:
+                variant = ", ".join(f"{key}={run.settings.get(key)}" for key in keys)
+                run = dataclasses.replace(run, method=f"{run.method} [{variant}]")
+            out.append(run)
+    return out
+
+
+def _record(path: Path, results: dict) -> Run:
+    setting = f"{results['model']}/{results['dataset']}"
+    if results.get("schedule", "oneshot") != "oneshot":
+        setting += f"/{results['schedule']}"
+    pruner = results["pruner"]
+    fisher = pruner.get("stage_pruner", pruner)
+    report = results.get("report") or {}
+    return Run(
+        path=path,
+        experiment=report.get("experiment"),
+        setting=setting,
+        method=method_label(pruner),
+        sparsity=float(results["sparsity"]["requested"]),
+        measured_sparsity=float(results["sparsity"]["measured"]),
+        seed=int(results["seed"]),
+        accuracy=float(results["pruned"]["test_acc"]),
+        dense_accuracy=float(results["dense"]["test_acc"]),
+        seconds=float(results["seconds"]["total"]),
+        solver_seconds=float(results["seconds"].get("solver", 0.0)),
+        objective=(results.get("solver") or {}).get("objective"),
+        n_samples=fisher.get("n_samples"),
+        ablation=dict(report.get("ablation") or {}),
+        settings={k: v for k, v in _flatten(pruner).items() if k != "name"},
+    )
+
+
+def load_runs(folder: Path) -> list[Run]:
+    """Every results.json under `folder`. When a cell and seed appear more than once (a preset
+    run twice into the same parent folder), the newest file wins and the others are named."""
+    runs = []
+    for path in sorted(folder.rglob(RESULTS_FILE)):
+        try:
+            runs.append(_record(path, json.loads(path.read_text())))
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            log.warning("skipping %s: not a chitalab results file (%s)", path, err)
+    newest: dict[tuple, tuple[float, Run]] = {}
+    for run in distinguish_variants(runs):
+        path = run.path
+        key = (*run.cell(), run.seed)
+        mtime = path.stat().st_mtime
+        if key in newest:
+            older, newer = sorted([newest[key], (mtime, run)], key=lambda item: item[0])
+            log.warning("%s repeats %s; using the newer one", older[1].path, newer[1].path)
+            newest[key] = newer
+        else:
+            newest[key] = (mtime, run)
+    return [run for _, run in newest.values()]

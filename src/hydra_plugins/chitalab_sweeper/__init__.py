@@ -1,0 +1,1 @@
+"""Hydra plugin: the `grids` sweeper (see grid_sweeper.py)."""

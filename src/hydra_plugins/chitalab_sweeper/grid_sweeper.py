@@ -1,0 +1,45 @@
+"""A Hydra sweeper over a union of grids, so one multirun can give cheap methods several
+seeds and costly ones a single seed (`hydra/sweeper: grids`, used by conf/experiment/).
+
+Each grid is a mapping `key: "v1,v2,..."` swept as Hydra's basic sweeper would; the jobs of
+all grids run in order, duplicates once. A key given on the command line replaces that key
+in every grid (`python run.py experiment=paper_oneshot_mlpnet seed=0`).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
+
+
+@dataclass
+class GridSweeperConf:
+    _target_: str = "hydra_plugins.chitalab_sweeper.grid_sweeper.GridSweeper"
+    max_batch_size: Optional[int] = None
+    grids: List[Dict[str, Any]] = field(default_factory=list)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="grids", node=GridSweeperConf, provider="chitalab")
+
+
+class GridSweeper(BasicSweeper):
+    """BasicSweeper whose parameters are a list of grids instead of one."""
+
+    def __init__(self, max_batch_size: Optional[int] = None, grids: Optional[List[Dict[str, Any]]] = None) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=None)
+        self.grids = [dict(grid) for grid in grids or [{}]]
+
+    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
+        """The jobs of every grid, `overrides` (the command line) replacing grid keys."""
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        given = {override.get_key_element() for override in overrides}
+        jobs: List[List[str]] = []
+        for grid in self.grids:
+            params = [f"{key}={value}" for key, value in grid.items() if key not in given]
+            for job in BasicSweeper.split_arguments(parser.parse_overrides(params) + overrides, None)[0]:
+                if job not in jobs:
+                    jobs.append(job)
+        return list(BasicSweeper.split_overrides_to_chunks(jobs, max_batch_size))
