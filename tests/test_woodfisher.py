@@ -91,6 +91,8 @@ def test_groups_from_a_column_source_give_the_same_result_and_frozen_weights_are
     torch.testing.assert_close(grouped.w, whole.w)
     assert calls == [(0, 10), (10, 30)] * 2  # saliencies, then updates
     assert torch.all(whole.w[frozen] == 0) and int((whole.w != 0).sum()) == 12
+    everything = woodfisher(w_bar, 30, blocks, G, 1e-2, frozen=frozen)  # k = p: only the frozen go
+    assert torch.equal(everything.w != 0, ~frozen)
 
 
 def test_float32_gradients_are_computed_in_float64():

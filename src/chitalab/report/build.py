@@ -40,7 +40,7 @@ def _comparison(cells: list[Cell], papers: dict) -> list[str]:
             if not diffs:
                 continue
             low, high = min(diffs), max(diffs)
-            at_least = sum(d >= 0 for d, _ in diffs)
+            at_least = sum(round(d, 2) >= 0 for d, _ in diffs)  # as the tables show them
             lines.append(
                 f"- {method} − {source.replace('_', ' ')}: from {low[0]:+.2f} (at {low[1]:g}) to {high[0]:+.2f} "
                 f"(at {high[1]:g}); at or above it at {at_least}/{len(diffs)} sparsities"

@@ -142,6 +142,8 @@ def woodfisher(
     keep = torch.zeros(p, dtype=torch.bool, device=w_bar.device)
     if k > 0:
         keep[torch.topk(saliency, min(k, p), sorted=False).indices] = True
+    if frozen is not None:  # pruned even when k exceeds the other weights
+        keep &= ~frozen.to(keep.device)
 
     w = torch.zeros(p, dtype=dtype, device=w_bar.device)
     objective = objective_magnitude = 0.0
