@@ -103,7 +103,7 @@ def test_ablation_folder_gets_curves_against_the_swept_key(tmp_path):
     png = report.parent / "ablation_ablation_iht_iterations_mlpnet_mnist_pruner_iterations.png"
     assert png.stat().st_size > 10_000
     assert "| CHITA | 0.9 | 100 | 1 | 92.00 | 0.55 | 4.0 |" in text
-    assert "pruner.iterations from 0 to 100: accuracy 90.00 → 92.00" in text
+    assert "- CHITA, sparsity 0.9: pruner.iterations 0 → 100: accuracy 90.00 → 92.00, objective / n 0.8 → 0.55" in text
 
 
 def test_an_ad_hoc_sweep_of_a_pruner_setting_gets_one_column_per_value(tmp_path):

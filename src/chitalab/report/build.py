@@ -83,19 +83,26 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
     rows = []
     for c in cells:
         values = dict(c.ablation)
-        objective = "" if c.objective_per_sample is None else format_accuracy(c.objective_per_sample, c.objective_per_sample_std)
+        objective = "" if c.objective_per_sample is None else f"{c.objective_per_sample:.4g}"
+        if c.objective_per_sample_std is not None:
+            objective += f" ± {c.objective_per_sample_std:.2g}"
         rows.append([c.method, f"{c.sparsity:g}", *[str(values.get(k, "")) for k in keys], str(c.seeds),
                      format_accuracy(c.accuracy, c.accuracy_std), objective, f"{c.seconds:.1f}"])
     md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in rows] + [""]
-    for key in keys:
-        ordered = sorted(cells, key=lambda c: dict(c.ablation)[key])
+    key = keys[0]  # the first swept key is the x axis; the others name the series
+    series: dict[tuple, list[Cell]] = {}
+    for c in cells:
+        others = tuple((k, v) for k, v in c.ablation if k != key)
+        series.setdefault((c.method, c.sparsity, others), []).append(c)
+    for (method, sparsity, others), members in series.items():
+        ordered = sorted(members, key=lambda c: dict(c.ablation)[key])
         low, high = ordered[0], ordered[-1]
-        summary.append(
-            f"{key} from {dict(low.ablation)[key]} to {dict(high.ablation)[key]}: accuracy "
-            f"{low.accuracy:.2f} → {high.accuracy:.2f} ({low.method}, sparsity {low.sparsity:g}"
-            f"{', other keys as swept' if len(keys) > 1 else ''}; see the figure for every series)."
-        )
+        names = ", ".join([method, f"sparsity {sparsity:g}", *[f"{k}={v}" for k, v in others]])
+        line = f"- {names}: {key} {dict(low.ablation)[key]} → {dict(high.ablation)[key]}: accuracy {low.accuracy:.2f} → {high.accuracy:.2f}"
+        if low.objective_per_sample is not None and high.objective_per_sample is not None:
+            line += f", objective / n {low.objective_per_sample:.4g} → {high.objective_per_sample:.4g}"
+        summary.append(line)
     return md, summary
 
 

@@ -105,9 +105,15 @@ def ablation_figure(cells: list[Cell], key: str, papers: dict, title: str, path:
                            label=f"paper {first.paper_method}, sparsity {first.sparsity:g}: {value:.2f}")
     values = [dict(c.ablation)[key] for c in cells]
     numeric = all(isinstance(v, (int, float)) for v in values)
+    low, high = (min(values), max(values)) if numeric else (None, None)
     for ax, ylabel in ((acc_ax, "test accuracy (%)"), (obj_ax, "solver objective / n (lower is better)")):
-        if numeric and max(values) > 10 * max(min(values), 1e-12):
-            ax.set_xscale("symlog" if min(values) <= 0 else "log", **({"linthresh": 1} if min(values) <= 0 else {}))
+        if numeric and high > 10 * max(low, 1e-12):
+            if low <= 0:  # 0 iterations: linear near zero, logarithmic beyond 1
+                ax.set_xscale("symlog", linthresh=1)
+                ax.set_xlim(low - 0.2, high * 1.3)
+            else:
+                ax.set_xscale("log")
+                ax.set_xlim(low / 1.3, high * 1.3)
         ax.set(xlabel=key, ylabel=ylabel)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
