@@ -11,7 +11,7 @@ from ..outputs import RESULTS_FILE
 from .figures import ablation_figure, accuracy_figure, runtime_figure
 from .runs import load_runs, method_rank
 from .tables import (
-    PAPER_SOURCES, Cell, format_accuracy, markdown_paper_table, markdown_table, paper_value, paper_values, summarize,
+    PAPER_SOURCES, Cell, ablation_keys, format_accuracy, markdown_paper_table, markdown_table, paper_value, paper_values, summarize,
     write_cells_csv, write_table_csv,
 )
 
@@ -74,7 +74,7 @@ def _table_section(cells: list[Cell], papers: dict, title: str, slug: str, out: 
 
 def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, out: Path) -> tuple[list[str], list[str]]:
     """Markdown and summary lines of an ablation section (one figure per swept key)."""
-    keys = sorted({key for c in cells for key, _ in c.ablation})
+    keys = ablation_keys(cells)
     md, summary = [], []
     for key in keys:
         figure = ablation_figure(cells, key, papers, f"{title}: {key}", out / f"ablation_{slug}_{_slug(key)}.png")
@@ -90,7 +90,7 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
                      format_accuracy(c.accuracy, c.accuracy_std), objective, f"{c.seconds:.1f}"])
     md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in rows] + [""]
-    key = keys[0]  # the first swept key is the x axis; the others name the series
+    key = keys[0]  # the preset's first ablation key is the x axis; the others name the series
     series: dict[tuple, list[Cell]] = {}
     for c in cells:
         others = tuple((k, v) for k, v in c.ablation if k != key)

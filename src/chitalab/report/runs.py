@@ -44,7 +44,7 @@ class Run:
 
     def cell(self) -> tuple:
         """What identifies a run apart from its seed: repeated cells are averaged over seeds."""
-        return (self.experiment, self.setting, self.method, self.sparsity, tuple(sorted(self.ablation.items())))
+        return (self.experiment, self.setting, self.method, self.sparsity, tuple(self.ablation.items()))
 
 
 def method_label(pruner: dict) -> str:

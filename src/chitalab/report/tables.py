@@ -35,6 +35,11 @@ class Cell:
     objective_per_sample_std: float | None
 
 
+def ablation_keys(cells: list[Cell]) -> list[str]:
+    """The swept keys, in the order the preset lists them."""
+    return list(dict.fromkeys(key for c in cells for key, _ in c.ablation))
+
+
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
@@ -139,7 +144,7 @@ def _blank_if_none(value):
 
 def write_cells_csv(cells: list[Cell], papers: dict, path: Path) -> None:
     """Every cell in long form, with the ablation values and the paper's numbers where they exist."""
-    keys = sorted({key for c in cells for key, _ in c.ablation})
+    keys = ablation_keys(cells)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([
