@@ -63,7 +63,7 @@ def summarize(runs: list[Run]) -> list[Cell]:
             solver_seconds=statistics.fmean(r.solver_seconds for r in members),
             objective_per_sample=objective, objective_per_sample_std=objective_std,
         ))
-    return sorted(cells, key=lambda c: (str(c.experiment), c.setting, method_rank(c.method), c.ablation, c.sparsity))
+    return sorted(cells, key=lambda c: (str(c.experiment), c.setting, method_rank(c.method), c.sparsity, c.ablation))
 
 
 def paper_values() -> dict[str, dict]:
