@@ -83,7 +83,8 @@ def memory_kind(device: torch.device) -> str:
     """What `peak_memory` measures on `device`, for the tables' captions."""
     if device.type == "cuda":
         return "torch.cuda.max_memory_allocated"
-    return "process resident set (VmHWM, reset per case)"
+    return ("process resident set: peak_gib = VmHWM (reset per case), added_peak_gib = VmHWM minus the resident "
+            "size when the case began (memory the allocator kept from earlier cases can hide part of a case's growth)")
 
 
 def machine(device: torch.device) -> dict:

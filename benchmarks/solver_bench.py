@@ -57,7 +57,7 @@ def _run(method: str, problem: Problem, k: int, l2: float, shapes, max_iter: int
     return {
         "solver": method, "seconds": seconds, "iterations": result.iterations,
         "objective": problem.objective(result.w),  # the full objective, also for the block solution
-        "converged": result.converged, "added_peak_gib": peak.added_gib,
+        "converged": result.converged, "added_peak_gib": peak.added_gib, "peak_gib": peak.peak_gib,
     }
 
 
@@ -120,7 +120,7 @@ def bench_floor(sizes: Sequence[tuple[int, int]], fraction: float, iterations: i
                 rows.append(row)
             del problem
         for row in rows[-2:]:
-            row["added_peak_gib"] = peak.added_gib
+            row.update(added_peak_gib=peak.added_gib, peak_gib=peak.peak_gib)
     return rows
 
 
@@ -180,7 +180,7 @@ def bench_block_large(p: int, n: int, fraction: float, max_memory_gb: float, l2:
     return {
         "n": n, "p": p, "kept": fraction, "blocks": len(blocks), "groups": len(plan.groups),
         "budget_gib": max_memory_gb, "planned_peak_gib": plan.peak_bytes / GIB, "added_peak_gib": peak.added_gib,
-        "start_gib": peak.start_gib, "within_budget": peak.added_gib <= max_memory_gb,
+        "start_gib": peak.start_gib, "peak_gib": peak.peak_gib, "within_budget": peak.added_gib <= max_memory_gb,
         "solve_seconds": seconds - generation, "generation_seconds": generation,
         "objective": result.objective, "objective_magnitude": result.objective_magnitude,
     }
