@@ -50,7 +50,7 @@ def collect_gradients(
     progress: bool = True,
     columns: tuple[int, int] | None = None,
 ) -> Tensor:
-    """G (n x p) with n = len(x) // mini_bsz: row i is the gradient of the mean loss over
+    """G (n x p, column-major) with n = len(x) // mini_bsz: row i is the gradient of the mean loss over
     samples [i·m, (i+1)·m), flattened in the order of `pruned`. With `columns` = (start, stop),
     only those columns of G are returned, and only the tensors they overlap are differentiated.
 
@@ -75,7 +75,8 @@ def collect_gradients(
 
     per_batch_grad = vmap(grad(batch_loss), in_dims=(None, 0, 0))
     device = pruned.params[0].device
-    G = torch.empty(n, stop_col - start_col, dtype=dtype, device=device)
+    # Column-major (G stored as Gᵀ): the solvers' products over a support then read only its columns.
+    G = torch.empty(stop_col - start_col, n, dtype=dtype, device=device).T
     starts = range(0, n, chunk_size)
     for start in tqdm(starts, desc="Fisher gradients", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk_size, n)

@@ -13,8 +13,8 @@ from ..fisher import activation_bytes, check_finite_gradients, collect_gradients
 from ..memory import FisherPlan, memory_budget, plan_fisher
 from ..params import keep_count
 from ..solver import (
-    INITS, POLISH_METHODS, BlockSolveResult, Problem, active_set_iht, backsolve, block_backsolve, hard_threshold, iht,
-    layer_blocks, polish,
+    INITS, POLISH_METHODS, BlockSolveResult, Problem, active_set_iht, backsolve, block_backsolve,
+    block_workspace_bytes, hard_threshold, iht, layer_blocks, polish,
 )
 from ..solver.block import ColumnSource
 from .base import PruneContext, PruneResult, Pruner
@@ -257,9 +257,7 @@ class ChitaPruner(Pruner):
         start = time.perf_counter()
         x, y = ctx.draw_samples(self.n_samples * self.fisher_mini_bsz, ctx.round)
         compute = self._block_compute_dtype()
-        n, largest = self.n_samples, max(stop - begin for begin, stop in blocks)
-        # One block solve holds G_b, G_S and y-sized vectors, and a Gram or Woodbury matrix.
-        workspace = compute.itemsize * (3 * n * largest + min(n, largest) ** 2)
+        workspace = block_workspace_bytes(self.n_samples, blocks, compute)
         plan = self._plan(ctx, x, y, cuts=[stop for _, stop in blocks], workspace=workspace)
         fisher_seconds = time.perf_counter() - start
 

@@ -2,7 +2,7 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
-from .block import BlockSolveResult, block_backsolve, layer_blocks
+from .block import BlockSolveResult, block_backsolve, block_workspace_bytes, layer_blocks
 from .iht import INITS, iht
 from .polish import POLISH_METHODS, polish
 from .problem import Problem, hard_threshold, top_k_support
@@ -18,6 +18,7 @@ __all__ = [
     "active_set_iht",
     "backsolve",
     "block_backsolve",
+    "block_workspace_bytes",
     "fit_on_support",
     "hard_threshold",
     "iht",

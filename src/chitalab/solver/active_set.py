@@ -5,30 +5,37 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .iht import iht, initial_point
-from .problem import Problem, hard_threshold, top_k_support
+from .iht import Iterate, iht, initial_point, make_iterate, support_mask, threshold_step
+from .problem import Problem, top_k_support
 from .result import SolveResult
 
 GROW_DOUBLINGS = 10
 
 
-def _grow(problem: Problem, w: Tensor, f: float, active: Tensor, k: int, step: float):
-    """Try hard-thresholding steps of doubling length from w; return the best one that
+def _grow(problem: Problem, x: Iterate, in_active: Tensor, k: int, step: float) -> Iterate | None:
+    """Try hard-thresholding steps of doubling length from x; return the best one that
     lowers f and brings in coordinates outside the active set, or None."""
-    g = problem.gradient(w)
-    in_active = torch.zeros(problem.p, dtype=torch.bool, device=w.device)
-    in_active[active] = True
+    g = problem.gradient(x.w, x.r)
     best = None
     for _ in range(GROW_DOUBLINGS):
-        w_new, support = hard_threshold(w - step * g, k)
-        f_new = problem.objective(w_new, problem.residual(w_new, support))
-        if f_new >= f:
+        candidate = threshold_step(problem, x, g, step, k)
+        if candidate.f >= x.f:
             break
-        newcomers = support[~in_active[support]]
-        if newcomers.numel() and (best is None or f_new < best[1]):
-            best = (w_new, f_new, newcomers)
+        brings_in = bool((~in_active.index_select(0, candidate.support)).any())
+        if brings_in and (best is None or candidate.f < best.f):
+            best = candidate
         step *= 2
     return best
+
+
+def _held_at_zero(problem: Problem, in_active: Tensor) -> float:
+    """What the coordinates outside the active set, held at zero, add to f: ½·ridge·‖w̄‖² − a·w̄
+    over them. The restricted problem's objective plus this is the full objective."""
+    w_out = problem.w_bar.masked_fill(in_active, 0)
+    value = 0.5 * problem.ridge * (w_out @ w_out)
+    if problem.a is not None:
+        value = value - problem.a @ w_out
+    return float(value)
 
 
 def active_set_iht(
@@ -47,34 +54,38 @@ def active_set_iht(
     The first active set holds the ⌊expand·k⌋ largest entries of `Problem.dense_start` (w̄, or one
     1/L step from it); the first iterate is `initial_point(init)`. The objective is
     monotone across rounds because each round starts from the previous round's solution.
+    Each round's full objective and residual come from the restricted solve (plus the constant
+    of `_held_at_zero`), so only the growth step reads all of G.
     """
     if expand < 1:
         raise ValueError(f"expand must be >= 1, got {expand}")
-    L = problem.lipschitz()
+    L = problem.lipschitz() if problem.a is not None else None  # only the first-order start needs it
     active = top_k_support(problem.dense_start(L), min(problem.p, max(k, int(expand * k))))
     w = initial_point(problem, k, init, L)
     active = torch.unique(torch.cat([active, torch.nonzero(w).flatten()]))
-    f = problem.objective(w)
-    history = [f]
+    x = make_iterate(problem, w, torch.nonzero(w).flatten())
+    history = [x.f]
     iterations = 0
     converged = False
     for _ in range(max_rounds):
+        in_active = support_mask(problem.p, active)
         sub = problem.restrict(active)
         sub_L = sub.lipschitz()
-        sub_result = iht(sub, k, w0=w[active], max_iter=max_iter, tol=tol, lipschitz=sub_L, refit=refit)
-        w = torch.zeros_like(w)
-        w[active] = sub_result.w
-        f_full = problem.objective(w)
-        offset = f_full - sub_result.objective  # the constant from coordinates held at zero
+        sub_result = iht(sub, k, w0=x.w[active], max_iter=max_iter, tol=tol, lipschitz=sub_L, refit=refit)
+        offset = _held_at_zero(problem, in_active)
+        w = torch.zeros_like(x.w).index_copy_(0, active, sub_result.w)
+        x = Iterate(w, torch.nonzero(w).flatten(), sub_result.residual, sub_result.objective + offset)
         history.extend(h + offset for h in sub_result.history[1:])
         iterations += sub_result.iterations
-        f = f_full
-        grown = _grow(problem, w, f, active, k, 1.0 / (2.0 * sub_L))
+        grown = _grow(problem, x, in_active, k, 1.0 / (2.0 * sub_L))
         if grown is None:
             converged = True
             break
-        w, f, newcomers = grown
-        history.append(f)
+        newcomers = grown.support[~in_active.index_select(0, grown.support)]
+        x = grown
+        history.append(x.f)
         iterations += 1
         active = torch.cat([active, newcomers]).sort().values
-    return SolveResult(w=w, objective=f, iterations=iterations, history=history, converged=converged)
+    return SolveResult(
+        w=x.w, objective=x.f, iterations=iterations, history=history, converged=converged, residual=x.r
+    )

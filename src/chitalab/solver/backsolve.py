@@ -9,43 +9,50 @@ from .problem import Problem, hard_threshold
 from .result import SolveResult
 
 
-def _spd_solve(A: Tensor, b: Tensor) -> Tensor:
-    """Solve A x = b for symmetric positive (semi)definite A; Cholesky first, LU if that fails."""
+def _spd_solve(A: Tensor, B: Tensor) -> Tensor:
+    """Solve A X = B (B a vector or a matrix of columns) for symmetric positive (semi)definite A;
+    Cholesky first, LU if that fails."""
+    vector = B.ndim == 1
+    B = B.unsqueeze(-1) if vector else B
     L, info = torch.linalg.cholesky_ex(A)
-    if int(info) == 0:
-        return torch.cholesky_solve(b.unsqueeze(-1), L).squeeze(-1)
-    return torch.linalg.solve(A, b)
+    X = torch.cholesky_solve(B, L) if int(info) == 0 else torch.linalg.solve(A, B)
+    return X.squeeze(-1) if vector else X
 
 
 def ridge_on_support(problem: Problem, support: Tensor, method: str = "auto") -> Tensor:
     """Minimise f over w with w = 0 outside `support`; returns the values on the support.
 
-    Solves (G_SᵀG_S + ridge·I) x = G_Sᵀy + ridge·w̄_S − a_S. With n < |S| (or
-    method="woodbury") only an n x n system is solved:
-    x = b/ridge − G_Sᵀ(ridge·I + G_S G_Sᵀ)⁻¹G_S b/ridge.
+    Solved for the move d = x − w̄_S away from the dense weights:
+    (G_SᵀG_S + ridge·I) d = G_Sᵀr₀ − a_S, with r₀ = y − G_S w̄_S what the pruned weights
+    contributed to y. With n < |S| (or method="woodbury") only n x n systems are solved: the
+    push-through identity (G_SᵀG_S + ridge·I)⁻¹G_Sᵀ = G_Sᵀ(G_S G_Sᵀ + ridge·I)⁻¹ for the first
+    term and the Woodbury identity for a_S. Unlike Woodbury applied to the whole right-hand side,
+    nothing large is divided by a small ridge, so float32 stays accurate.
     """
     if method not in ("auto", "woodbury", "direct"):
         raise ValueError(f"method must be auto, woodbury or direct, got {method!r}")
-    G_S = problem.G.index_select(1, support)
-    b = G_S.T @ problem.y
-    if problem.ridge > 0:
-        b = b + problem.ridge * problem.w_bar.index_select(0, support)
-    if problem.a is not None:
-        b = b - problem.a.index_select(0, support)
+    G_S = problem.columns(support)
+    w_S = problem.w_bar.index_select(0, support)
+    a_S = None if problem.a is None else problem.a.index_select(0, support)
+    r0 = problem.y - G_S @ w_S
     n, s = G_S.shape
     use_woodbury = method == "woodbury" or (method == "auto" and n < s)
-    if use_woodbury:
-        if problem.ridge <= 0:
-            raise ValueError(
-                f"backsolve on {s} weights from {n} gradients needs a positive ridge l2 "
-                "(the system is singular when l2 = 0 and n < k)"
-            )
-        inner = G_S @ G_S.T
-        inner.diagonal().add_(problem.ridge)
-        return (b - G_S.T @ _spd_solve(inner, G_S @ b)) / problem.ridge
-    gram = G_S.T @ G_S
-    gram.diagonal().add_(problem.ridge)
-    return _spd_solve(gram, b)
+    if not use_woodbury:
+        gram = G_S.T @ G_S
+        gram.diagonal().add_(problem.ridge)
+        rhs = G_S.T @ r0 if a_S is None else G_S.T @ r0 - a_S
+        return w_S + _spd_solve(gram, rhs)
+    if problem.ridge <= 0:
+        raise ValueError(
+            f"backsolve on {s} weights from {n} gradients needs a positive ridge l2 "
+            "(the system is singular when l2 = 0 and n < k)"
+        )
+    inner = G_S @ G_S.T
+    inner.diagonal().add_(problem.ridge)
+    if a_S is None:
+        return w_S + G_S.T @ _spd_solve(inner, r0)
+    z = _spd_solve(inner, torch.stack([r0, G_S @ a_S], dim=1))
+    return w_S + G_S.T @ z[:, 0] - (a_S - G_S.T @ z[:, 1]) / problem.ridge
 
 
 def fit_on_support(problem: Problem, support: Tensor, method: str = "auto") -> Tensor:
@@ -55,9 +62,9 @@ def fit_on_support(problem: Problem, support: Tensor, method: str = "auto") -> T
     return w
 
 
-def initial_support(problem: Problem, k: int) -> Tensor:
+def initial_support(problem: Problem, k: int, lipschitz: float | None = None) -> Tensor:
     """Top-k support of w̄, after one 1/L gradient step when the first-order term moves w̄."""
-    return hard_threshold(problem.dense_start(), k)[1]
+    return hard_threshold(problem.dense_start(lipschitz), k)[1]
 
 
 def backsolve(problem: Problem, k: int, method: str = "auto") -> SolveResult:

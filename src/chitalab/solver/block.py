@@ -52,6 +52,13 @@ def layer_blocks(shapes: Sequence[Sequence[int]], block_size: int) -> list[tuple
     return blocks
 
 
+def block_workspace_bytes(n: int, blocks: Sequence[tuple[int, int]], dtype: torch.dtype) -> int:
+    """Memory one block solve needs besides G: G_b, G_S and y-sized vectors, and a Gram or
+    Woodbury matrix, for the largest block."""
+    largest = max(stop - start for start, stop in blocks)
+    return dtype.itemsize * (3 * n * largest + min(n, largest) ** 2)
+
+
 @contextmanager
 def _one_thread(device: torch.device) -> Iterator[None]:
     """Run CPU work on one thread: block solves are too small for intra-op parallelism, whose

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support, initial_support
-from .problem import Problem, hard_threshold
+from .problem import Problem, hard_threshold, top_k_mask
 from .result import SolveResult
 
 STEP_RULES = ("exact", "lipschitz")
@@ -17,7 +17,7 @@ LINE_SEARCH_DOUBLINGS = 10
 
 
 @dataclass
-class _Iterate:
+class Iterate:
     """A k-sparse point with its support, residual and objective."""
 
     w: Tensor
@@ -26,15 +26,42 @@ class _Iterate:
     f: float
 
 
-def _make_iterate(problem: Problem, w: Tensor, support: Tensor) -> _Iterate:
+def make_iterate(problem: Problem, w: Tensor, support: Tensor) -> Iterate:
     r = problem.residual(w, support)
-    return _Iterate(w, support, r, problem.objective(w, r))
+    return Iterate(w, support, r, problem.objective(w, r))
 
 
-def _threshold_step(problem: Problem, x: _Iterate, g: Tensor, eta: float, k: int) -> _Iterate:
-    """H_k(w − η∇f): a gradient step, then keep the k largest magnitudes."""
-    w, support = hard_threshold(x.w - eta * g, k)
-    return _make_iterate(problem, w, support)
+def support_mask(p: int, support: Tensor) -> Tensor:
+    """Boolean vector of length p, true on `support`."""
+    mask = torch.zeros(p, dtype=torch.bool, device=support.device)
+    mask[support] = True
+    return mask
+
+
+def threshold_step(
+    problem: Problem, x: Iterate, g: Tensor, eta: float, k: int,
+    in_support: Tensor | None = None, Gg: Tensor | None = None,
+) -> Iterate:
+    """H_k(w − η∇f): a gradient step, then keep the k largest magnitudes.
+
+    With Gg = G·(∇f on x's support, zero elsewhere) and `in_support` (the mask of x's support,
+    see `support_mask`), the residual is updated instead of recomputed:
+    r(η) = r + η·Gg + G_D·c, where D holds the coordinates that leave or enter the support and
+    c their values in w − η∇f (negated for those entering). A step that swaps few coordinates
+    then reads |D| columns of G, not all p.
+    """
+    v = x.w - eta * g
+    mask = top_k_mask(v, k)
+    w, support = v.masked_fill(~mask, 0), torch.nonzero(mask).flatten()
+    if Gg is None or in_support is None:
+        return make_iterate(problem, w, support)
+    changed = torch.nonzero(in_support ^ mask).flatten()
+    if not problem.few_columns(changed.numel()):
+        return make_iterate(problem, w, support)
+    v_changed = v.index_select(0, changed)
+    c = torch.where(in_support.index_select(0, changed), v_changed, -v_changed)
+    r = torch.addmv(torch.add(x.r, Gg, alpha=eta), problem.columns(changed), c)
+    return Iterate(w, support, r, problem.objective(w, r))
 
 
 def _change_step(w_S: Tensor, g_S: Tensor, off_support_max: Tensor) -> float:
@@ -53,46 +80,50 @@ def _change_step(w_S: Tensor, g_S: Tensor, off_support_max: Tensor) -> float:
 
 
 def _exact_step(
-    problem: Problem, x: _Iterate, g: Tensor, k: int, inv_lipschitz: float, stall_tol: float, refit: bool
-) -> _Iterate:
+    problem: Problem, x: Iterate, g: Tensor, k: int, inv_lipschitz: float, stall_tol: float, refit: bool
+) -> Iterate:
     """The paper's step: the exact minimiser along −∇f on the support when the support stays
     and the step makes progress; otherwise (the support would change, or the iterate sits at
     the optimum of its support) a short doubling line search from just below the
     support-changing step, compared with the safe 1/L step. Returns x itself when no
-    candidate lowers f."""
+    candidate lowers f.
+
+    G·g_S is computed once and shared: the exact step's curvature and residual use it, and so
+    do the residual updates of every line-search candidate (see `threshold_step`).
+    """
+    in_support = support_mask(problem.p, x.support)
     g_S = g.index_select(0, x.support)
     w_S = x.w.index_select(0, x.support)
-    off = g.abs()
-    off[x.support] = 0
-    eta_change = _change_step(w_S, g_S, off.max())
+    eta_change = _change_step(w_S, g_S, g.abs().masked_fill_(in_support, 0).max())
     best = x
-    Gg = problem.G.index_select(1, x.support) @ g_S
+    Gg = problem.columns_times(x.support, g_S)
     g_norm2 = float(g_S @ g_S)
     curvature = float(Gg @ Gg) + problem.ridge * g_norm2
     eta_opt = g_norm2 / curvature if curvature > 0 else float("inf")
     if eta_opt < eta_change:
-        w = x.w.clone()
-        w[x.support] = w_S - eta_opt * g_S
-        r = x.r + eta_opt * Gg
-        exact = _Iterate(w, x.support, r, problem.objective(w, r))
+        w = x.w.index_put((x.support,), w_S - eta_opt * g_S)
+        r = torch.add(x.r, Gg, alpha=eta_opt)
+        exact = Iterate(w, x.support, r, problem.objective(w, r))
         if x.f - exact.f > stall_tol * max(abs(x.f), 1.0):
             return exact
         best = exact if exact.f < best.f else best
     # Progress needs a new support: try the safe 1/L step and steps from just below the
-    # support-changing one, doubled LINE_SEARCH_DOUBLINGS times; keep the best.
-    candidates = [_threshold_step(problem, x, g, inv_lipschitz, k)]
-    eta = eta_change * (1 - 1e-4)
+    # support-changing one, doubled up to LINE_SEARCH_DOUBLINGS times while that lowers f
+    # (once a doubling raises f, longer steps are not tried); keep the best.
+    candidate = threshold_step(problem, x, g, inv_lipschitz, k, in_support, Gg)
+    best = candidate if candidate.f < best.f else best
+    eta, previous = eta_change * (1 - 1e-4), float("inf")
     for _ in range(LINE_SEARCH_DOUBLINGS):
         if not 0 < eta < float("inf"):
             break
-        candidate = _threshold_step(problem, x, g, eta, k)
+        candidate = threshold_step(problem, x, g, eta, k, in_support, Gg)
         if refit:
-            candidate = _make_iterate(problem, fit_on_support(problem, candidate.support), candidate.support)
-        candidates.append(candidate)
+            candidate = make_iterate(problem, fit_on_support(problem, candidate.support), candidate.support)
+        best = candidate if candidate.f < best.f else best
+        if candidate.f >= previous:
+            break
+        previous = candidate.f
         eta *= 2
-    for candidate in candidates:
-        if candidate.f < best.f:
-            best = candidate
     return best
 
 
@@ -100,7 +131,7 @@ def initial_point(problem: Problem, k: int, init: str, lipschitz: float | None =
     """The k-sparse start: the magnitude support of `Problem.dense_start`, with its exact ridge fit
     ("backsolve", so no solver ends worse than CHITA-BSO) or with w̄'s values ("magnitude")."""
     if init == "backsolve":
-        return fit_on_support(problem, initial_support(problem, k))
+        return fit_on_support(problem, initial_support(problem, k, lipschitz))
     if init == "magnitude":
         return hard_threshold(problem.dense_start(lipschitz), k)[0]
     raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
@@ -129,7 +160,7 @@ def iht(
     L = problem.lipschitz() if lipschitz is None else lipschitz
     if w0 is None:
         w0 = initial_point(problem, k, init, L)
-    x = _make_iterate(problem, *hard_threshold(w0, k))
+    x = make_iterate(problem, *hard_threshold(w0, k))
     history = [x.f]
     converged = False
     for _ in range(max_iter):
@@ -137,7 +168,7 @@ def iht(
         if step == "exact":
             candidate = _exact_step(problem, x, g, k, 1.0 / L, tol, refit)
         else:
-            candidate = _threshold_step(problem, x, g, 1.0 / L, k)
+            candidate = threshold_step(problem, x, g, 1.0 / L, k)
         if not candidate.f < x.f:
             converged = True
             break
@@ -147,4 +178,6 @@ def iht(
         if decrease <= tol * max(abs(x.f), 1.0):
             converged = True
             break
-    return SolveResult(w=x.w, objective=x.f, iterations=len(history) - 1, history=history, converged=converged)
+    return SolveResult(
+        w=x.w, objective=x.f, iterations=len(history) - 1, history=history, converged=converged, residual=x.r
+    )

@@ -20,7 +20,7 @@ def coordinate_descent(problem: Problem, w: Tensor, sweeps: int = 1) -> Tensor:
     support = torch.nonzero(w).flatten()
     w = w.clone()
     r = problem.residual(w, support)
-    columns = problem.G.index_select(1, support).T.contiguous()  # |S| x n, rows contiguous
+    columns = problem.columns(support).T.contiguous()  # |S| x n, rows contiguous
     curvature = (columns * columns).sum(dim=1) + problem.ridge
     for _ in range(sweeps):
         for row, j in enumerate(support.tolist()):

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+# Gather columns of G only when fewer than p / GATHER_FRACTION_* are needed (see Problem.few_columns).
+GATHER_FRACTION_ROW_MAJOR = 32
+GATHER_FRACTION_COLUMN_MAJOR = 3
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -46,11 +50,41 @@ class Problem:
     def p(self) -> int:
         return self.G.shape[1]
 
+    @property
+    def column_major(self) -> bool:
+        """Whether G's columns are contiguous (G stored as Gᵀ): column subsets then cost in
+        proportion to their size, which is how `chitalab.fisher.collect_gradients` stores G."""
+        return self.G.stride(0) == 1 and self.G.shape[0] > 1
+
+    def few_columns(self, count: int) -> bool:
+        """Whether `count` columns of G are few enough to gather rather than read all of G.
+
+        Gathering columns of a column-major G reads only them (it pays up to about a third of
+        p, counting the copy); in a row-major G a sizeable fraction touches nearly every cache
+        line anyway, so only small sets are gathered.
+        """
+        return count * (GATHER_FRACTION_COLUMN_MAJOR if self.column_major else GATHER_FRACTION_ROW_MAJOR) < self.p
+
+    def columns(self, index: Tensor) -> Tensor:
+        """A copy of G[:, index], in G's layout."""
+        if self.column_major:
+            return self.G.T.index_select(0, index).T
+        return self.G.index_select(1, index)
+
+    def columns_times(self, index: Tensor, values: Tensor) -> Tensor:
+        """G[:, index] · values: the columns are gathered when they are few (see `few_columns`),
+        otherwise `values` are scattered into a zero vector for one dense G·v."""
+        if self.few_columns(index.numel()):
+            return self.columns(index) @ values
+        dense = torch.zeros(self.p, dtype=self.G.dtype, device=self.G.device)
+        dense[index] = values
+        return self.G @ dense
+
     def matvec(self, w: Tensor, support: Tensor | None = None) -> Tensor:
         """G·w, reading only the columns in `support` when w is known to vanish outside it."""
-        if support is not None and support.numel() * 4 < self.p:
-            return self.G.index_select(1, support) @ w.index_select(0, support)
-        return self.G @ w
+        if support is None:
+            return self.G @ w
+        return self.columns_times(support, w.index_select(0, support))
 
     def residual(self, w: Tensor, support: Tensor | None = None) -> Tensor:
         """r = y − G w."""
@@ -88,39 +122,44 @@ class Problem:
         Its objective differs from the full one by a constant, so minimisers agree.
         """
         return Problem(
-            G=self.G.index_select(1, index),
+            G=self.columns(index),
             w_bar=self.w_bar.index_select(0, index),
             y=self.y,
             ridge=self.ridge,
             a=None if self.a is None else self.a.index_select(0, index),
         )
 
-    def lipschitz(self, iterations: int = 30, seed: int = 0) -> float:
-        """Upper estimate of the gradient's Lipschitz constant ‖G‖₂² + ridge, by power iteration."""
+    def lipschitz(self, iterations: int = 30, rtol: float = 1e-2, seed: int = 0) -> float:
+        """Upper estimate of the gradient's Lipschitz constant ‖G‖₂² + ridge, by power iteration,
+        stopped once the estimate changes by less than `rtol` (each iteration reads G twice)."""
         gen = torch.Generator(device="cpu").manual_seed(seed)
         v = torch.randn(self.p, generator=gen, dtype=self.G.dtype).to(self.G.device)
         v /= v.norm()
-        sigma2 = torch.zeros((), dtype=self.G.dtype, device=self.G.device)
+        sigma2 = 0.0
         for _ in range(iterations):
             u = self.G.T @ (self.G @ v)
-            sigma2 = u.norm()
-            if sigma2 == 0:
+            previous, sigma2 = sigma2, float(u.norm())
+            if sigma2 == 0 or abs(sigma2 - previous) <= rtol * sigma2:
                 break
             v = u / sigma2
         # Power iteration approaches from below; the margin keeps 1/L a safe step.
-        return 1.05 * float(sigma2) + self.ridge
+        return 1.05 * sigma2 + self.ridge
+
+
+def top_k_mask(v: Tensor, k: int) -> Tensor:
+    """Boolean mask of the k largest |v| (ties broken by torch.topk)."""
+    mask = torch.zeros(v.shape, dtype=torch.bool, device=v.device)
+    if k >= v.numel():
+        return mask.fill_(True)
+    return mask.index_fill_(0, torch.topk(v.abs(), k, sorted=False).indices, True)
 
 
 def top_k_support(v: Tensor, k: int) -> Tensor:
-    """Indices of the k largest |v|, sorted ascending (ties broken by torch.topk)."""
-    if k >= v.numel():
-        return torch.arange(v.numel(), device=v.device)
-    return torch.topk(v.abs(), k, sorted=False).indices.sort().values
+    """Indices of the k largest |v|, ascending (read off a mask: cheaper than sorting them)."""
+    return torch.nonzero(top_k_mask(v, k)).flatten()
 
 
 def hard_threshold(v: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Keep the k largest |v| and zero the rest; returns (vector, support)."""
-    support = top_k_support(v, k)
-    out = torch.zeros_like(v)
-    out[support] = v[support]
-    return out, support
+    mask = top_k_mask(v, k)
+    return v.masked_fill(~mask, 0), torch.nonzero(mask).flatten()

@@ -16,6 +16,7 @@ class SolveResult:
     iterations: int
     history: list[float] = field(default_factory=list)
     converged: bool = False
+    residual: Tensor | None = None  # y − G w when the solver knows it, so callers need not recompute it
 
     def stats(self) -> dict:
         """JSON-friendly summary (no tensors)."""

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks for Fisher collection and the CHITA solvers (`python -m benchmarks.run`)."""

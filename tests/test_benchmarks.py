@@ -1,0 +1,37 @@
+"""Smoke test of the benchmark command (tiny sizes; no timings are asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def run_benchmarks(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_quick_run_prints_tables_and_writes_json(tmp_path):
+    done = run_benchmarks("--quick", "--sections", "floor,scaling_p,block", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "fitted exponent of seconds in p" in done.stdout and "Block backsolve" in done.stdout
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert report["machine"]["threads"] >= 1 and report["quick"] is True
+    assert set(report["sections"]) == {"floor", "scaling_p", "block"}
+    assert all(row["floor_seconds"] > 0 and row["per_iteration_over_floor"] > 0 for row in report["sections"]["floor"]["rows"])
+    assert set(report["sections"]["scaling_p"]["exponents"]) >= {"iht", "active_set", "backsolve", "block", "floor"}
+    assert report["sections"]["block"]["groups"] >= 1
+
+
+def test_bad_options_are_refused_in_one_line(tmp_path):
+    done = run_benchmarks("--sections", "floor,warp", "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block (comma-separated)"
+    ]
+    done = run_benchmarks("--device", "tpu", "--out", str(tmp_path))
+    assert done.returncode == 2 and "--device got 'tpu'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
