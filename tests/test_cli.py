@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from chitalab.cli import fail
 from chitalab.models import MLPNet
 from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
 
@@ -122,6 +123,7 @@ BAD_INPUTS = {
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
     "unknown_schedule": (["schedule=sometimes"], "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot"),
     "pruning_after_training": (["schedule=gradual_fast", "schedule.epochs=4"], "the last pruning epoch (8) must come before schedule.epochs=4"),
+    "unknown_experiment": (["experiment=paper_table9"], "unknown experiment 'paper_table9'; choose one of: ablation_fisher_samples"),
     "woodfisher_update": (
         ["pruner=woodfisher", "pruner.update=newton"],
         "pruner.update='newton' is not allowed; choose one of: joint, independent, none",
@@ -143,3 +145,10 @@ def test_bad_input_fails_with_one_line_and_no_results(tmp_path, case):
     assert last_line.startswith("error: ") and expected in last_line, done.stderr
     assert "Traceback" not in done.stderr
     assert not (out_dir / RESULTS_FILE).exists() and not (out_dir / WEIGHTS_FILE).exists()
+
+
+def test_error_messages_are_printed_on_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        fail("download failed (Tried https://a, got:\n<urlopen error>\n); point paths.data_dir")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == "error: download failed (Tried https://a, got: <urlopen error> ); point paths.data_dir\n"

@@ -49,8 +49,9 @@ def find_user_error(err: BaseException) -> UserError | None:
 
 
 def fail(message: str) -> None:
-    """Print `error: message` to stderr and exit with the user-error code."""
-    print(f"error: {message}", file=sys.stderr)
+    """Print `error: message` to stderr on one line (a wrapped library message, e.g. a failed
+    download's, may hold newlines) and exit with the user-error code."""
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
     raise SystemExit(EXIT_USER_ERROR)
 
 
