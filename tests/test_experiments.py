@@ -64,11 +64,12 @@ def test_grid_sweeper_runs_the_union_of_grids_without_duplicates():
 def test_ablation_preset_records_its_swept_keys(tmp_path):
     done = run_cli(
         "experiment=ablation_iht_iterations", *SYNTHETIC, "pruner.n_samples=64", "pruner.iterations=0,3",
-        "sparsity=0.9", "seed=0", f"hydra.sweep.dir={tmp_path}",
+        "pruner.init=magnitude", "sparsity=0.9", "seed=0", f"hydra.sweep.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr
     runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"*/{RESULTS_FILE}"))]
-    assert sorted(r["report"]["ablation"]["pruner.iterations"] for r in runs) == [0, 3]
+    swept = sorted(tuple(r["report"]["ablation"].items()) for r in runs)
+    assert swept == [(("pruner.iterations", 0), ("pruner.init", "magnitude")), (("pruner.iterations", 3), ("pruner.init", "magnitude"))]
     assert all(r["report"]["experiment"] == "ablation_iht_iterations" and r["pruner"]["method"] == "iht" for r in runs)
 
 

@@ -97,13 +97,16 @@ def test_update_copies_a_section_into_its_marked_block(table_folder, tmp_path):
 def test_ablation_folder_gets_curves_against_the_swept_key(tmp_path):
     for job, (iterations, acc, objective) in enumerate([(0, 90.0, 80.0), (10, 91.0, 60.0), (100, 92.0, 55.0)]):
         write_run(tmp_path / str(job), pruner_settings("chita") | {"iterations": iterations}, 0.9, 0, acc,
-                  ablation={"pruner.iterations": iterations}, experiment="ablation_iht_iterations", objective=objective)
+                  ablation={"pruner.iterations": iterations, "pruner.init": "magnitude"},
+                  experiment="ablation_iht_iterations", objective=objective)
     report = build_report(tmp_path, tmp_path / "out")
     text = report.read_text()
-    png = report.parent / "ablation_ablation_iht_iterations_mlpnet_mnist_pruner_iterations.png"
-    assert png.stat().st_size > 10_000
-    assert "| CHITA | 0.9 | 100 | 1 | 92.00 | 0.55 | 4.0 |" in text
-    assert "- CHITA, sparsity 0.9: pruner.iterations 0 → 100: accuracy 90.00 → 92.00, objective / n 0.8 → 0.55" in text
+    pngs = sorted(p.name for p in report.parent.glob("*.png"))  # a text-valued key only names series
+    assert pngs == ["ablation_ablation_iht_iterations_mlpnet_mnist_pruner_iterations.png"]
+    assert (report.parent / pngs[0]).stat().st_size > 10_000
+    assert "| CHITA | 0.9 | 100 | magnitude | 1 | 92.00 | 0.55 | 4.0 |" in text
+    assert ("- CHITA, sparsity 0.9, pruner.init=magnitude: pruner.iterations 0 → 100: accuracy 90.00 → 92.00, "
+            "objective / n 0.8 → 0.55") in text
 
 
 def test_an_ad_hoc_sweep_of_a_pruner_setting_gets_one_column_per_value(tmp_path):

@@ -29,6 +29,10 @@ def _sections(cells: list[Cell]) -> dict[tuple, list[Cell]]:
     return sections
 
 
+def _signed(value: float) -> str:
+    return f"{round(value, 2) + 0.0:+.2f}"  # + 0.0: no "-0.00"
+
+
 def _comparison(cells: list[Cell], papers: dict) -> list[str]:
     """Per method: ours − the paper's value, its range over sparsities, for each source."""
     lines = []
@@ -42,7 +46,7 @@ def _comparison(cells: list[Cell], papers: dict) -> list[str]:
             low, high = min(diffs), max(diffs)
             at_least = sum(round(d, 2) >= 0 for d, _ in diffs)  # as the tables show them
             lines.append(
-                f"- {method} − {source.replace('_', ' ')}: from {low[0]:+.2f} (at {low[1]:g}) to {high[0]:+.2f} "
+                f"- {method} − {source.replace('_', ' ')}: from {_signed(low[0])} (at {low[1]:g}) to {_signed(high[0])} "
                 f"(at {high[1]:g}); at or above it at {at_least}/{len(diffs)} sparsities"
             )
     return lines
@@ -76,7 +80,8 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
     """Markdown and summary lines of an ablation section (one figure per swept key)."""
     keys = ablation_keys(cells)
     md, summary = [], []
-    for key in keys:
+    numeric = [key for key in keys if all(isinstance(dict(c.ablation)[key], (int, float)) for c in cells)]
+    for key in numeric or keys[:1]:  # a text-valued key (e.g. pruner.init) only names the series
         figure = ablation_figure(cells, key, papers, f"{title}: {key}", out / f"ablation_{slug}_{_slug(key)}.png")
         md += [f"![{key}]({figure.name})", ""]
     header = ["method", "sparsity", *keys, "seeds", "accuracy (%)", "objective / n", "seconds"]

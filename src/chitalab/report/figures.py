@@ -117,5 +117,8 @@ def ablation_figure(cells: list[Cell], key: str, papers: dict, title: str, path:
         ax.set(xlabel=key, ylabel=ylabel)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
+    objectives = [c.objective_per_sample for c in cells if c.objective_per_sample is not None]
+    if objectives and min(objectives) > 0 and max(objectives) > 10 * min(objectives):
+        obj_ax.set_yscale("log")
     fig.suptitle(title)
     return _save(fig, path)
