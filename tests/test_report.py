@@ -134,3 +134,14 @@ def test_command_line_errors_are_one_line(tmp_path):
         assert done.returncode == 2 and done.stderr.strip().startswith(f"error: {message}"), done.stderr
         assert "Traceback" not in done.stderr
     assert not (empty / "report").exists()
+
+
+def test_an_existing_folder_that_is_not_a_report_is_never_replaced(table_folder, tmp_path):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="exists and is not an earlier report"):
+        build_report(table_folder, precious)
+    assert (precious / "notes.txt").read_text() == "keep me"
+    first = build_report(table_folder, tmp_path / "report")
+    assert build_report(table_folder, tmp_path / "report") == first  # an earlier report is replaced

@@ -11,7 +11,8 @@ from ..outputs import RESULTS_FILE
 from .figures import ablation_figure, accuracy_figure, runtime_figure
 from .runs import load_runs, method_rank
 from .tables import (
-    PAPER_SOURCES, Cell, ablation_keys, format_accuracy, markdown_paper_table, markdown_table, paper_value, paper_values, summarize,
+    PAPER_SOURCES, Cell, ablation_keys, format_accuracy, markdown_grid, markdown_paper_table, markdown_table, paper_value,
+    paper_values, summarize,
     write_cells_csv, write_table_csv,
 )
 
@@ -77,7 +78,7 @@ def _table_section(cells: list[Cell], papers: dict, title: str, slug: str, out: 
 
 
 def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, out: Path) -> tuple[list[str], list[str]]:
-    """Markdown and summary lines of an ablation section (one figure per swept key)."""
+    """Markdown and summary lines of an ablation section (one figure per numeric swept key)."""
     keys = ablation_keys(cells)
     md, summary = [], []
     numeric = [key for key in keys if all(isinstance(dict(c.ablation)[key], (int, float)) for c in cells)]
@@ -93,8 +94,7 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
             objective += f" ± {c.objective_per_sample_std:.2g}"
         rows.append([c.method, f"{c.sparsity:g}", *[str(values.get(k, "")) for k in keys], str(c.seeds),
                      format_accuracy(c.accuracy, c.accuracy_std), objective, f"{c.seconds:.1f}"])
-    md += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    md += ["| " + " | ".join(row) + " |" for row in rows] + [""]
+    md += [markdown_grid(header, rows), ""]
     key = keys[0]  # the preset's first ablation key is the x axis; the others name the series
     series: dict[tuple, list[Cell]] = {}
     for c in cells:
@@ -120,6 +120,8 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     if not runs:
         raise UserError(f"no {RESULTS_FILE} under {folder}; give a run or sweep folder such as outputs/multirun/<name>")
     out = out or folder / "report"
+    if out.exists() and not (out / REPORT_FILE).is_file():
+        raise UserError(f"{out} exists and is not an earlier report; give --out a new folder or an earlier report's")
     partial = out.with_name(out.name + ".part")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

@@ -13,7 +13,7 @@ IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)]+)\)")
 
 
 def report_sections(report: Path) -> dict[str, str]:
-    """{experiment name: section text} of a report.md, image links made relative to the report's folder."""
+    """{experiment name: section text} of a report.md (image links relative to its folder)."""
     sections = {}
     for chunk in report.read_text().split("\n## ")[1:]:
         title, _, body = chunk.partition("\n")

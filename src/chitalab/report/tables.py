@@ -81,7 +81,7 @@ def format_accuracy(mean: float, std: float | None) -> str:
     return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
 
 
-def _markdown(header: list[str], rows: list[list[str]]) -> str:
+def markdown_grid(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
@@ -104,7 +104,7 @@ def markdown_table(cells: list[Cell]) -> str:
             cell = grid.get((s, m))
             row.append(format_accuracy(cell.accuracy, cell.accuracy_std) if cell else "")
         rows.append(row)
-    return _markdown(["sparsity", *methods], rows)
+    return markdown_grid(["sparsity", *methods], rows)
 
 
 def markdown_paper_table(cells: list[Cell], papers: dict, source: str) -> str | None:
@@ -117,7 +117,7 @@ def markdown_paper_table(cells: list[Cell], papers: dict, source: str) -> str | 
     methods = sorted((m for m in table if m != "dense"), key=method_rank)
     rows = [[f"{s:g}", *[(f"{v:.2f}" if (v := paper_value(papers, source, setting, m, s)) is not None else "")
                           for m in methods]] for s in sparsities]
-    return _markdown(["sparsity", *methods], rows)
+    return markdown_grid(["sparsity", *methods], rows)
 
 
 def write_table_csv(cells: list[Cell], path: Path) -> None:
