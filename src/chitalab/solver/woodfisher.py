@@ -65,8 +65,11 @@ class BlockInverseFisher:
         return torch.cholesky_solve(v.unsqueeze(-1), self.factor).squeeze(-1)
 
 
-def obs_update(G: Tensor, w_bar: Tensor, keep: Tensor, l2: float, update: str) -> Tensor:
-    """The block's weights after pruning the coordinates where `keep` is false."""
+def obs_update(
+    G: Tensor, w_bar: Tensor, keep: Tensor, l2: float, update: str, inverse_diagonal: Tensor | None = None
+) -> Tensor:
+    """The block's weights after pruning the coordinates where `keep` is false; `inverse_diagonal`
+    ([F⁻¹]_qq, when already known) spares the independent update recomputing it."""
     if update == "none" or not keep.any():
         return w_bar * keep
     if update == "joint":
@@ -74,31 +77,28 @@ def obs_update(G: Tensor, w_bar: Tensor, keep: Tensor, l2: float, update: str) -
         return fit_on_support(problem, torch.nonzero(keep).flatten())
     if update == "independent":
         inverse = BlockInverseFisher(G, l2)
-        scale = torch.where(keep, 0.0, w_bar / inverse.diagonal())
+        diagonal = inverse.diagonal() if inverse_diagonal is None else inverse_diagonal
+        scale = torch.where(keep, 0.0, w_bar / diagonal)
         return (w_bar - inverse.apply(scale)) * keep
     raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
 
 
-def _group_saliencies(
-    G: Tensor, offset: int, blocks: Sequence[tuple[int, int]], w_bar: Tensor, l2: float, out: Tensor
-) -> None:
-    """ρ_q = w_q² / (2 [F⁻¹]_qq) of every weight in `blocks` (G's columns start at `offset`)."""
+def _group_inverse_diagonals(G: Tensor, offset: int, blocks: Sequence[tuple[int, int]], l2: float, out: Tensor) -> None:
+    """[F_b⁻¹]_qq of every weight in `blocks` (G's columns start at `offset`)."""
     for b0, b1 in blocks:
-        diagonal = BlockInverseFisher(G[:, b0 - offset : b1 - offset].to(out.dtype), l2).diagonal()
-        # Round-off can push a tiny positive [F⁻¹]_qq to zero or below: such a weight is kept.
-        out[b0:b1] = w_bar[b0:b1].square() / (2 * diagonal.clamp_min(torch.finfo(out.dtype).tiny))
+        out[b0:b1] = BlockInverseFisher(G[:, b0 - offset : b1 - offset].to(out.dtype), l2).diagonal()
 
 
 def _group_updates(
     G: Tensor, offset: int, blocks: Sequence[tuple[int, int]], w_bar: Tensor, keep: Tensor, l2: float,
-    update: str, w: Tensor,
+    update: str, inverse_diagonal: Tensor, w: Tensor,
 ) -> tuple[float, float]:
     """Apply the OBS update in `blocks` into w; returns the sums of their objectives after it and
     with w̄ merely masked."""
     objective = objective_magnitude = 0.0
     for b0, b1 in blocks:
         G_b = G[:, b0 - offset : b1 - offset].to(w.dtype)
-        w[b0:b1] = obs_update(G_b, w_bar[b0:b1], keep[b0:b1], l2, update)
+        w[b0:b1] = obs_update(G_b, w_bar[b0:b1], keep[b0:b1], l2, update, inverse_diagonal[b0:b1])
         problem = Problem.from_gradients(G_b, w_bar[b0:b1], l2)
         objective += problem.objective(w[b0:b1])
         objective_magnitude += problem.objective(w_bar[b0:b1] * keep[b0:b1])
@@ -132,11 +132,14 @@ def woodfisher(
     if not callable(gradients) or len(groups) == 1:
         passes = list(passes)  # fetch each group once and keep it for the update pass
     w_ref = w_bar.to(dtype)
-    saliency = torch.empty(p, dtype=dtype, device=w_bar.device)
+    inverse_diagonal = torch.empty(p, dtype=dtype, device=w_bar.device)
     with _one_thread(w_bar.device):
         for G, offset, group in passes:
-            _group_saliencies(G, offset, group, w_ref, l2, saliency)
+            _group_inverse_diagonals(G, offset, group, l2, inverse_diagonal)
             del G  # free this group's columns before the next group's are computed
+    # ρ_q = w_q² / (2 [F⁻¹]_qq). Round-off can push a tiny positive [F⁻¹]_qq to zero or below:
+    # such a weight is kept.
+    saliency = w_ref.square() / (2 * inverse_diagonal.clamp_min(torch.finfo(dtype).tiny))
     if frozen is not None:
         saliency.masked_fill_(frozen.to(saliency.device), -torch.inf)
     keep = torch.zeros(p, dtype=torch.bool, device=w_bar.device)
@@ -151,7 +154,7 @@ def woodfisher(
         passes = group_columns(gradients, groups, blocks)
     with _one_thread(w_bar.device):
         for G, offset, group in passes:
-            f, f_magnitude = _group_updates(G, offset, group, w_ref, keep, l2, update, w)
+            f, f_magnitude = _group_updates(G, offset, group, w_ref, keep, l2, update, inverse_diagonal, w)
             del G
             objective += f
             objective_magnitude += f_magnitude
