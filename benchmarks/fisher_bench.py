@@ -5,7 +5,7 @@ shared cores slow both alike."""
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -63,7 +63,7 @@ def bench_model(name: str, n: int, chunk_size: int, device: torch.device, log: C
     for r, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
         for method, fn in methods.items():
             with peak_memory(device) as peak:
-                out, dt = timed(lambda: fn(work.x[lo:hi], work.y[lo:hi]), device)
+                out, dt = timed(lambda fn=fn, lo=lo, hi=hi: fn(work.x[lo:hi], work.y[lo:hi]), device)
             seconds[method] += dt
             peaks[method] = max(peaks[method], peak.added_gib)
             absolute[method] = max(absolute[method], peak.peak_gib)
@@ -76,11 +76,19 @@ def bench_model(name: str, n: int, chunk_size: int, device: torch.device, log: C
     max_rel = float((vectorised - naive).abs().max()) / scale if scale > 0 else 0.0
     rows = []
     for method in methods:
-        rows.append({
-            "model": name, "method": method, "n": n, "p": work.pruned.numel, "seconds": seconds[method],
-            "samples_per_s": n / seconds[method], "speedup_vs_naive": seconds["naive"] / seconds[method],
-            "added_peak_gib": peaks[method], "peak_gib": absolute[method],
-        })
+        rows.append(
+            {
+                "model": name,
+                "method": method,
+                "n": n,
+                "p": work.pruned.numel,
+                "seconds": seconds[method],
+                "samples_per_s": n / seconds[method],
+                "speedup_vs_naive": seconds["naive"] / seconds[method],
+                "added_peak_gib": peaks[method],
+                "peak_gib": absolute[method],
+            }
+        )
     return {
         "rows": rows,
         "source": work.source,
@@ -98,7 +106,8 @@ def float64_errors(work: Workload, G: dict[str, Tensor], rows: int = REFERENCE_R
     pruned64 = select_pruned(model64, include=work.pruned.names)
     reference = naive_gradients(
         Workload(work.name, model64, pruned64, work.loss_fn, work.x, work.y, work.source),
-        work.x[:rows].double(), work.y[:rows],
+        work.x[:rows].double(),
+        work.y[:rows],
     )
     scale = float(reference.abs().max())
     return {method: float((g[:rows].double() - reference).abs().max()) / scale for method, g in G.items()}

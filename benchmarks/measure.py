@@ -6,9 +6,9 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -83,8 +83,10 @@ def memory_kind(device: torch.device) -> str:
     """What `peak_memory` measures on `device`, for the tables' captions."""
     if device.type == "cuda":
         return "torch.cuda.max_memory_allocated"
-    return ("process resident set: peak_gib = VmHWM (reset per case), added_peak_gib = VmHWM minus the resident "
-            "size when the case began (memory the allocator kept from earlier cases can hide part of a case's growth)")
+    return (
+        "process resident set: peak_gib = VmHWM (reset per case), added_peak_gib = VmHWM minus the resident "
+        "size when the case began (memory the allocator kept from earlier cases can hide part of a case's growth)"
+    )
 
 
 def machine(device: torch.device) -> dict:

@@ -10,10 +10,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -49,9 +49,20 @@ class Sizes:
 
 FULL = Sizes()
 QUICK = Sizes(
-    fisher_n=8, fisher_chunk=4, solver_n=8, max_iter=3, floor_sizes=((20, 2000),), floor_iterations=3,
-    scaling_p=(1000, 4000), scaling_p_n=20, scaling_n=(10, 20), scaling_n_p=4000, scaling_iter=3,
-    block_p=200_000, block_n=50, block_memory_gb=0.05,
+    fisher_n=8,
+    fisher_chunk=4,
+    solver_n=8,
+    max_iter=3,
+    floor_sizes=((20, 2000),),
+    floor_iterations=3,
+    scaling_p=(1000, 4000),
+    scaling_p_n=20,
+    scaling_n=(10, 20),
+    scaling_n_p=4000,
+    scaling_iter=3,
+    block_p=200_000,
+    block_n=50,
+    block_memory_gb=0.05,
 )
 
 
@@ -84,7 +95,9 @@ def parse_device(text: str) -> torch.device:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run of a few seconds")
-    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of: {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--sections", default=",".join(SECTIONS), help=f"comma-separated subset of: {', '.join(SECTIONS)}"
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's, all cores)")
     parser.add_argument("--out", default="outputs/benchmarks", help="folder for the JSON results")
@@ -97,13 +110,16 @@ def _fisher(sizes: Sizes, device, log) -> tuple[dict, str]:
     text = format_table(
         f"Fisher collection, n = {sizes.fisher_n}, chunks of {sizes.fisher_chunk} (interleaved rounds; "
         "batched_reference = plain mini-batch gradients, a lower bound, not a Fisher)",
-        rows, ["model", "method", "n", "p", "seconds", "samples_per_s", "speedup_vs_naive", "added_peak_gib", "peak_gib"],
+        rows,
+        ["model", "method", "n", "p", "seconds", "samples_per_s", "speedup_vs_naive", "added_peak_gib", "peak_gib"],
     )
     for r in results:
         errors = ", ".join(f"{m} {e:.1e}" for m, e in r["error_vs_float64"].items())
-        text += (f"\n  {r['rows'][0]['model']}: {r['source']}; vectorised G allclose to naive G (1% of max |G|): "
-                 f"{r['same_G']} (max |difference| / max |G| = {r['max_abs_diff_over_max_abs']:.1e}); "
-                 f"max error / max |G| against float64 gradients: {errors}")
+        text += (
+            f"\n  {r['rows'][0]['model']}: {r['source']}; vectorised G allclose to naive G (1% of max |G|): "
+            f"{r['same_G']} (max |difference| / max |G| = {r['max_abs_diff_over_max_abs']:.1e}); "
+            f"max error / max |G| against float64 gradients: {errors}"
+        )
     return {"models": results}, text
 
 
@@ -113,8 +129,19 @@ def _solvers(sizes: Sizes, device, log) -> tuple[dict, str]:
         f"Solvers on ResNet20 gradients (n = {result['n']}, p = {result['p']:,}, l2 = {L2}, IHT max "
         f"{sizes.max_iter} iterations; {result['source']}; Fisher {result['fisher_seconds']:.1f} s, not included)",
         result["rows"],
-        ["solver", "kept", "dtype", "seconds", "iterations", "objective", "objective_float64", "relative_difference",
-         "per_iteration_over_floor", "added_peak_gib", "peak_gib"],
+        [
+            "solver",
+            "kept",
+            "dtype",
+            "seconds",
+            "iterations",
+            "objective",
+            "objective_float64",
+            "relative_difference",
+            "per_iteration_over_floor",
+            "added_peak_gib",
+            "peak_gib",
+        ],
     )
     return result, text
 
@@ -124,8 +151,19 @@ def _floor(sizes: Sizes, device, log) -> tuple[dict, str]:
     text = format_table(
         f"IHT iteration against the floor (one G·v + one Gᵀ·r), synthetic G, k = 10%, up to "
         f"{sizes.floor_iterations} iterations from w̄'s top-k, L given",
-        rows, ["n", "p", "step", "floor_seconds", "per_iteration_seconds", "per_iteration_over_floor", "iterations",
-               "lipschitz_seconds", "added_peak_gib", "peak_gib"],
+        rows,
+        [
+            "n",
+            "p",
+            "step",
+            "floor_seconds",
+            "per_iteration_seconds",
+            "per_iteration_over_floor",
+            "iterations",
+            "lipschitz_seconds",
+            "added_peak_gib",
+            "peak_gib",
+        ],
     )
     return {"rows": rows}, text
 
@@ -138,7 +176,8 @@ def _scaling(axis: str) -> Callable:
         text = format_table(
             f"Scaling in {axis} ({other} = {fixed:,}, synthetic G, k = 10%, IHT/active set at most "
             f"{sizes.scaling_iter} iterations; iht_iteration = seconds per IHT iteration)",
-            result["rows"], ["solver", "n", "p", "seconds", "iterations", "floor_seconds", "added_peak_gib", "peak_gib"],
+            result["rows"],
+            ["solver", "n", "p", "seconds", "iterations", "floor_seconds", "added_peak_gib", "peak_gib"],
         )
         exps = ", ".join(f"{m} {e:.2f}" for m, e in result["exponents"].items())
         text += f"\n  fitted exponent of seconds in {axis} (least squares on log-log): {exps}"
@@ -151,14 +190,32 @@ def _block(sizes: Sizes, device, log) -> tuple[dict, str]:
     result = bench_block_large(sizes.block_p, sizes.block_n, 0.1, sizes.block_memory_gb, L2, device, log)
     text = format_table(
         "Block backsolve, synthetic G generated one column group at a time (memory plan of chitalab.memory)",
-        [result], ["p", "n", "blocks", "groups", "budget_gib", "planned_peak_gib", "added_peak_gib", "peak_gib", "within_budget",
-                   "solve_seconds", "generation_seconds"],
+        [result],
+        [
+            "p",
+            "n",
+            "blocks",
+            "groups",
+            "budget_gib",
+            "planned_peak_gib",
+            "added_peak_gib",
+            "peak_gib",
+            "within_budget",
+            "solve_seconds",
+            "generation_seconds",
+        ],
     )
     return result, text
 
 
-RUNNERS = {"fisher": _fisher, "solvers": _solvers, "floor": _floor, "scaling_p": _scaling("p"),
-           "scaling_n": _scaling("n"), "block": _block}
+RUNNERS = {
+    "fisher": _fisher,
+    "solvers": _solvers,
+    "floor": _floor,
+    "scaling_p": _scaling("p"),
+    "scaling_n": _scaling("n"),
+    "block": _block,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,14 +3,21 @@ G·v + Gᵀ·r floor, scaling in p and n, and the memory-bounded block method at
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from chitalab.fisher import collect_gradients
 from chitalab.memory import GIB, plan_fisher
 from chitalab.solver import (
-    Problem, SolveResult, active_set_iht, backsolve, block_backsolve, block_workspace_bytes, hard_threshold, iht,
+    Problem,
+    SolveResult,
+    active_set_iht,
+    backsolve,
+    block_backsolve,
+    block_workspace_bytes,
+    hard_threshold,
+    iht,
     layer_blocks,
 )
 
@@ -55,9 +62,13 @@ def _run(method: str, problem: Problem, k: int, l2: float, shapes, max_iter: int
     with peak_memory(device) as peak:
         result, seconds = timed(lambda: solve(method, problem, k, l2, shapes, max_iter), device)
     return {
-        "solver": method, "seconds": seconds, "iterations": result.iterations,
+        "solver": method,
+        "seconds": seconds,
+        "iterations": result.iterations,
         "objective": problem.objective(result.w),  # the full objective, also for the block solution
-        "converged": result.converged, "added_peak_gib": peak.added_gib, "peak_gib": peak.peak_gib,
+        "converged": result.converged,
+        "added_peak_gib": peak.added_gib,
+        "peak_gib": peak.peak_gib,
     }
 
 
@@ -100,13 +111,22 @@ def iht_iteration(problem: Problem, k: int, iterations: int, step: str, device: 
     stops early only when no step lowers f, after one more (rejected) pass."""
     L, lipschitz_seconds = timed(problem.lipschitz, device)
     w0 = hard_threshold(problem.w_bar, k)[0]
-    result, seconds = timed(lambda: iht(problem, k, w0=w0, max_iter=iterations, tol=0.0, step=step, lipschitz=L), device)
+    result, seconds = timed(
+        lambda: iht(problem, k, w0=w0, max_iter=iterations, tol=0.0, step=step, lipschitz=L), device
+    )
     passes = result.iterations + (1 if result.converged else 0)
-    return {"step": step, "iterations": result.iterations, "seconds": seconds,
-            "per_iteration_seconds": seconds / max(passes, 1), "lipschitz_seconds": lipschitz_seconds}
+    return {
+        "step": step,
+        "iterations": result.iterations,
+        "seconds": seconds,
+        "per_iteration_seconds": seconds / max(passes, 1),
+        "lipschitz_seconds": lipschitz_seconds,
+    }
 
 
-def bench_floor(sizes: Sequence[tuple[int, int]], fraction: float, iterations: int, l2: float, device, log: Log) -> list[dict]:
+def bench_floor(
+    sizes: Sequence[tuple[int, int]], fraction: float, iterations: int, l2: float, device, log: Log
+) -> list[dict]:
     """At each (n, p): the floor, and an IHT iteration (both step rules) as a multiple of it."""
     rows = []
     for n, p in sizes:
@@ -141,8 +161,16 @@ def bench_scaling(
             row.update(n=n, p=p, floor_seconds=floor, per_iteration_seconds=row["seconds"] / max(row["iterations"], 1))
             rows.append(row)
         step = iht_iteration(problem, k, max_iter, "exact", device)
-        rows.append({"solver": "iht_iteration", "n": n, "p": p, "floor_seconds": floor,
-                     "seconds": step["per_iteration_seconds"], "iterations": 1})
+        rows.append(
+            {
+                "solver": "iht_iteration",
+                "n": n,
+                "p": p,
+                "floor_seconds": floor,
+                "seconds": step["per_iteration_seconds"],
+                "iterations": 1,
+            }
+        )
         del problem
     exponents = {}
     for method in (*SOLVERS, "iht_iteration"):
@@ -159,8 +187,13 @@ def bench_block_large(p: int, n: int, fraction: float, max_memory_gb: float, l2:
     shapes = synthetic_shapes(p)
     blocks = layer_blocks(shapes, BLOCK_SIZE)
     plan = plan_fisher(
-        n=n, sizes=[s[0] * s[1] for s in shapes], cuts=[stop for _, stop in blocks], dtype=torch.float32,
-        chunk_size=1, activation_bytes=0, budget=int(max_memory_gb * GIB),
+        n=n,
+        sizes=[s[0] * s[1] for s in shapes],
+        cuts=[stop for _, stop in blocks],
+        dtype=torch.float32,
+        chunk_size=1,
+        activation_bytes=0,
+        budget=int(max_memory_gb * GIB),
         workspace=block_workspace_bytes(n, blocks, torch.float32),
     )
     log(f"  block: p = {p:,}, n = {n}, {len(blocks):,} blocks in {len(plan.groups)} group(s) for {max_memory_gb} GiB")
@@ -178,9 +211,19 @@ def bench_block_large(p: int, n: int, fraction: float, max_memory_gb: float, l2:
             lambda: block_backsolve(w_bar, int(fraction * p), blocks, columns, l2, groups=plan.groups), device
         )
     return {
-        "n": n, "p": p, "kept": fraction, "blocks": len(blocks), "groups": len(plan.groups),
-        "budget_gib": max_memory_gb, "planned_peak_gib": plan.peak_bytes / GIB, "added_peak_gib": peak.added_gib,
-        "start_gib": peak.start_gib, "peak_gib": peak.peak_gib, "within_budget": peak.added_gib <= max_memory_gb,
-        "solve_seconds": seconds - generation, "generation_seconds": generation,
-        "objective": result.objective, "objective_magnitude": result.objective_magnitude,
+        "n": n,
+        "p": p,
+        "kept": fraction,
+        "blocks": len(blocks),
+        "groups": len(plan.groups),
+        "budget_gib": max_memory_gb,
+        "planned_peak_gib": plan.peak_bytes / GIB,
+        "added_peak_gib": peak.added_gib,
+        "start_gib": peak.start_gib,
+        "peak_gib": peak.peak_gib,
+        "within_budget": peak.added_gib <= max_memory_gb,
+        "solve_seconds": seconds - generation,
+        "generation_seconds": generation,
+        "objective": result.objective,
+        "objective_magnitude": result.objective_magnitude,
     }

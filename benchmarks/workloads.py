@@ -64,6 +64,11 @@ def load_workload(name: str, n: int, device: torch.device, seed: int = 0) -> Wor
     model = model.to(device).eval()
     exclude = ["*.downsample.*"] if name == "resnet20" else []
     return Workload(
-        name, model, select_pruned(model, exclude=exclude), loss_function(model), x.to(device), y.to(device),
+        name,
+        model,
+        select_pruned(model, exclude=exclude),
+        loss_function(model),
+        x.to(device),
+        y.to(device),
         ", ".join(sources),
     )

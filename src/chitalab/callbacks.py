@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -77,7 +77,9 @@ class GradualPruning(pl.Callback):
     def _checksums(self, trainer: pl.Trainer, pruned: PrunedParams) -> list[float]:
         """One number per rank summarising its weights and masks (equal when ranks agree)."""
         w = pruned.flatten().double()
-        local = (w.abs().sum() + (w != 0).sum() + (w * torch.arange(1, w.numel() + 1, device=w.device)).sum()).reshape(1)
+        local = (w.abs().sum() + (w != 0).sum() + (w * torch.arange(1, w.numel() + 1, device=w.device)).sum()).reshape(
+            1
+        )
         return [float(v) for v in trainer.strategy.all_gather(local).reshape(-1)]
 
     # ------------------------------------------------------------------ pruning
@@ -91,7 +93,9 @@ class GradualPruning(pl.Callback):
         if trainer.is_global_zero:
             frozen = None
             if self.masks is not None and not self.allow_regrowth:
-                frozen = torch.cat([~self.masks[name].reshape(-1) for name in self.pruned_names]).to(pruned.params[0].device)
+                frozen = torch.cat([~self.masks[name].reshape(-1) for name in self.pruned_names]).to(
+                    pruned.params[0].device
+                )
             ctx = PruneContext(
                 model=net,
                 pruned=pruned,
@@ -147,7 +151,9 @@ class GradualPruning(pl.Callback):
                 if p.grad is not None:
                     p.grad.mul_(mask)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if self.masks is not None:
             with torch.no_grad():
                 for p, mask in self._masked_params(module):

@@ -14,8 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import Logger
 
-from .callbacks import GradualPruning
 from .batchnorm import recalibrate_batchnorm
+from .callbacks import GradualPruning
 from .data import PruningDataModule
 from .errors import UserError
 from .loggers import build_logger, log_run
@@ -123,10 +123,17 @@ def build_job(cfg: DictConfig) -> Job:
     pruner = build_pruner(cfg.pruner, datamodule.num_train)
     log.info(
         "pruning %d weights in %d tensors of %s to sparsity %.4g (keep %d) with %s, %s",
-        pruned.numel, len(pruned.names), cfg.model.name, sparsity, keep_count(sparsity, pruned.numel),
-        pruner.name, cfg.schedule.name,
+        pruned.numel,
+        len(pruned.names),
+        cfg.model.name,
+        sparsity,
+        keep_count(sparsity, pruned.numel),
+        pruner.name,
+        cfg.schedule.name,
     )
-    return Job(cfg, sparsity, device, Path(cfg.paths.output_dir), datamodule, net, pruned, pruner, build_logger(cfg.logger))
+    return Job(
+        cfg, sparsity, device, Path(cfg.paths.output_dir), datamodule, net, pruned, pruner, build_logger(cfg.logger)
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -230,8 +237,12 @@ def run_gradual(job: Job) -> tuple[dict, pl.Trainer]:
     checkpoints = ModelCheckpoint(dirpath=job.out_dir / "checkpoints", save_last=True, save_top_k=0)
     trainer = job.trainer([pruning, checkpoints], max_epochs=s.epochs)
     optim = OptimConfig(
-        lr=s.lr, lr_min=s.lr_min, momentum=s.momentum, weight_decay=s.weight_decay,
-        nesterov=s.nesterov, restart_epochs=epochs,
+        lr=s.lr,
+        lr_min=s.lr_min,
+        momentum=s.momentum,
+        weight_decay=s.weight_decay,
+        nesterov=s.nesterov,
+        restart_epochs=epochs,
     )
     job.recalibrate_batchnorm()
     module = Classifier(job.net, num_classes, optim)

@@ -6,7 +6,7 @@ called through `functional_call`, so one vectorised pass replaces n backward pas
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn

@@ -21,7 +21,9 @@ def log_run(logger: Logger | None, config: DictConfig, metrics: dict[str, float]
         return
     logger.log_hyperparams(OmegaConf.to_container(config, resolve=True))
     for step, record in enumerate(series):
-        numbers = {f"stage/{k}": float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numbers = {
+            f"stage/{k}": float(v) for k, v in record.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         logger.log_metrics(numbers, step=step)
     logger.log_metrics(metrics)
     logger.finalize("success")

@@ -13,9 +13,7 @@ from .errors import UserError, check_int, choice_error
 SPARSITY_SCHEDULES = ("cubic", "polynomial", "exponential", "linear", "constant")
 
 
-def sparsity_levels(
-    kind: str, base_level: float, target: float, num_stages: int, power: float = 3.0
-) -> list[float]:
+def sparsity_levels(kind: str, base_level: float, target: float, num_stages: int, power: float = 3.0) -> list[float]:
     """Sparsity of each of `num_stages` stages, rising from `base_level` to `target`.
 
     cubic/polynomial: Zhu & Gupta, s_t = target + (base − target)(1 − t)^power with

@@ -3,8 +3,8 @@
 from .arrays import read_npz
 from .base import PruningDataModule, TensorDataModule
 from .cifar10 import CIFAR10DataModule
-from .images import ImageArrayDataModule
 from .imagenet import ImageFolderDataModule
+from .images import ImageArrayDataModule
 from .mnist import MNISTDataModule
 from .synthetic import SyntheticDataModule
 

@@ -47,5 +47,7 @@ def read_npz(path: str | Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
             raise UserError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
         splits += [x, y]
     if splits[0].shape[1:] != splits[2].shape[1:]:
-        raise UserError(f"{path}: train images {tuple(splits[0].shape[1:])} and test images {tuple(splits[2].shape[1:])} differ in shape")
+        raise UserError(
+            f"{path}: train images {tuple(splits[0].shape[1:])} and test images {tuple(splits[2].shape[1:])} differ in shape"
+        )
     return tuple(splits)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -97,7 +97,11 @@ class TensorDataModule(PruningDataModule):
         transform = self.train_transform
         collate = partial(augmented_collate, transform) if transform is not None else None
         return DataLoader(
-            self.train_set, batch_size=self.batch_size, shuffle=self.shuffle, num_workers=self.num_workers, collate_fn=collate
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=self.shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate,
         )
 
     def test_dataloader(self) -> DataLoader:

@@ -49,8 +49,15 @@ class CIFAR10DataModule(ImageArrayDataModule):
             raise choice_error("dataset.normalization", normalization, tuple(NORMALIZATIONS))
         mean, std = NORMALIZATIONS[normalization]
         super().__init__(
-            data_dir, cache_dir, mean, std, source=source, npz_file=npz_file, download=download,
-            batch_size=batch_size, num_workers=num_workers,
+            data_dir,
+            cache_dir,
+            mean,
+            std,
+            source=source,
+            npz_file=npz_file,
+            download=download,
+            batch_size=batch_size,
+            num_workers=num_workers,
         )
         self.normalization = normalization
         if augment:

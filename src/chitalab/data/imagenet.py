@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -75,7 +75,12 @@ class ImageFolderDataModule(PruningDataModule):
             self.val_set = self._folder("val", self.eval_transform)
             self.fisher_set = copy.copy(self.train_set)  # the same file list, seen as at evaluation
             self.fisher_set.transform = self.eval_transform
-            log.info("ImageFolder %s: %d training and %d validation images", self.root, len(self.train_set), len(self.val_set))
+            log.info(
+                "ImageFolder %s: %d training and %d validation images",
+                self.root,
+                len(self.train_set),
+                len(self.val_set),
+            )
 
     @property
     def num_train(self) -> int:

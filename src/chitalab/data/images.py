@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 from abc import abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -28,8 +28,8 @@ class ImageArrayDataModule(TensorDataModule):
     there, else the array file when it is there, else a download. The log says which.
     """
 
-    title = "data"       # the data set's name in log lines and errors
-    default_npz = ""     # the array file looked for by default
+    title = "data"  # the data set's name in log lines and errors
+    default_npz = ""  # the array file looked for by default
 
     def __init__(
         self,

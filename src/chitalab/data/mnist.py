@@ -49,8 +49,16 @@ class MNISTDataModule(ImageArrayDataModule):
         shuffle: bool = True,
     ):
         super().__init__(
-            data_dir, cache_dir, mean, std, source=source, npz_file=npz_file, download=download,
-            batch_size=batch_size, num_workers=num_workers, shuffle=shuffle,
+            data_dir,
+            cache_dir,
+            mean,
+            std,
+            source=source,
+            npz_file=npz_file,
+            download=download,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            shuffle=shuffle,
         )
 
     @property

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 import torch.nn.functional as F
-from omegaconf import DictConfig
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 from torch import nn
 
 from ..errors import UserError
@@ -19,8 +19,14 @@ from .timm_models import create_timm_model
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "CifarResNet", "MLPNet", "MobileNetV1", "build_model", "create_timm_model", "load_checkpoint",
-    "loss_function", "resnet20",
+    "CifarResNet",
+    "MLPNet",
+    "MobileNetV1",
+    "build_model",
+    "create_timm_model",
+    "load_checkpoint",
+    "loss_function",
+    "resnet20",
 ]
 
 

@@ -13,17 +13,30 @@ from ..fisher import activation_bytes, check_finite_gradients, collect_gradients
 from ..memory import FisherPlan, memory_budget, plan_fisher
 from ..params import keep_count
 from ..solver import (
-    INITS, POLISH_METHODS, BlockSolveResult, Problem, active_set_iht, backsolve, block_backsolve,
-    block_workspace_bytes, hard_threshold, iht, layer_blocks, polish,
+    INITS,
+    POLISH_METHODS,
+    BlockSolveResult,
+    Problem,
+    active_set_iht,
+    backsolve,
+    block_backsolve,
+    block_workspace_bytes,
+    hard_threshold,
+    iht,
+    layer_blocks,
+    polish,
 )
 from ..solver.block import ColumnSource
-from .base import PruneContext, PruneResult, Pruner
+from .base import PruneContext, Pruner, PruneResult
 
 log = logging.getLogger(__name__)
 
 METHODS = ("active_set", "iht", "backsolve", "block")
 FISHER_DTYPES = {
-    "float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
 }
 HALF_DTYPES = ("bfloat16", "float16")  # storage only: the block solver computes in float32
 MEMORY_KNOBS = (
@@ -111,7 +124,9 @@ class ChitaPruner(Pruner):
         if method == "block" and first_order_term:
             raise UserError("pruner.first_order_term=true is not available with pruner.method=block")
         if method == "block" and polish != "none":
-            raise UserError(f"pruner.polish={polish} is not available with pruner.method=block (blocks are solved exactly)")
+            raise UserError(
+                f"pruner.polish={polish} is not available with pruner.method=block (blocks are solved exactly)"
+            )
         self.method = method
         self.n_samples = n_samples
         self.fisher_mini_bsz = fisher_mini_bsz
@@ -179,13 +194,25 @@ class ChitaPruner(Pruner):
         return plan
 
     def _gradients(
-        self, ctx: PruneContext, x: torch.Tensor, y: torch.Tensor, plan: FisherPlan,
+        self,
+        ctx: PruneContext,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        plan: FisherPlan,
         columns: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """G, or its columns [start, stop), in chunks as the plan says; refused when not finite."""
         G = collect_gradients(
-            ctx.model, ctx.pruned, ctx.loss_fn, x, y, mini_bsz=self.fisher_mini_bsz, chunk_size=plan.chunk_size,
-            dtype=FISHER_DTYPES[self.fisher_dtype], progress=ctx.progress, columns=columns,
+            ctx.model,
+            ctx.pruned,
+            ctx.loss_fn,
+            x,
+            y,
+            mini_bsz=self.fisher_mini_bsz,
+            chunk_size=plan.chunk_size,
+            dtype=FISHER_DTYPES[self.fisher_dtype],
+            progress=ctx.progress,
+            columns=columns,
         )
         check_finite_gradients(G)
         return G
@@ -232,9 +259,15 @@ class ChitaPruner(Pruner):
         )
         log.info(
             "CHITA %s: objective %.6g (magnitude pruning: %.6g), %d iterations, %.2fs",
-            self.method, objective, stats["objective_magnitude"], result.iterations, solver_seconds,
+            self.method,
+            objective,
+            stats["objective_magnitude"],
+            result.iterations,
+            solver_seconds,
         )
-        return PruneResult(weights=w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats)
+        return PruneResult(
+            weights=w.to(w_bar.dtype), fisher_seconds=fisher_seconds, solver_seconds=solver_seconds, stats=stats
+        )
 
     _block_label = "CHITA block"
 
@@ -242,8 +275,14 @@ class ChitaPruner(Pruner):
         return torch.float64 if self.fisher_dtype == "float64" else torch.float32
 
     def _block_solve(
-        self, w_bar: Tensor, k: int, blocks: list[tuple[int, int]], columns: ColumnSource,
-        groups: list[tuple[int, int]], dtype: torch.dtype, frozen: Tensor | None,
+        self,
+        w_bar: Tensor,
+        k: int,
+        blocks: list[tuple[int, int]],
+        columns: ColumnSource,
+        groups: list[tuple[int, int]],
+        dtype: torch.dtype,
+        frozen: Tensor | None,
     ) -> BlockSolveResult:
         """The block-diagonal solve; frozen weights are zero in w̄, so the magnitude support skips
         them while k does not exceed the surviving weights."""
@@ -274,7 +313,11 @@ class ChitaPruner(Pruner):
         stats = {**result.stats(), "k": k, "memory_plan": plan.summary()}
         log.info(
             "%s: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
-            self._block_label, result.objective, result.objective_magnitude, result.num_blocks, result.num_groups,
+            self._block_label,
+            result.objective,
+            result.objective_magnitude,
+            result.num_blocks,
+            result.num_groups,
             solver_seconds,
         )
         return PruneResult(

@@ -6,7 +6,7 @@ import time
 
 from ..params import keep_count
 from ..solver import hard_threshold
-from .base import PruneContext, PruneResult, Pruner
+from .base import PruneContext, Pruner, PruneResult
 
 
 class MagnitudePruner(Pruner):

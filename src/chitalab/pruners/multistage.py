@@ -7,7 +7,7 @@ import logging
 
 from ..errors import UserError, check_int, choice_error
 from ..schedules import SPARSITY_SCHEDULES, sparsity_levels
-from .base import PruneContext, PruneResult, Pruner
+from .base import PruneContext, Pruner, PruneResult
 
 log = logging.getLogger(__name__)
 

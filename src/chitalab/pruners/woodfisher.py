@@ -37,14 +37,26 @@ class WoodFisherPruner(ChitaPruner):
         if not l2 > 0:
             raise UserError(f"pruner.l2={l2!r} is not allowed; WoodFisher inverts F + l2·I, so it must be > 0")
         super().__init__(
-            method="block", n_samples=n_samples, fisher_mini_bsz=fisher_mini_bsz, l2=l2, block_size=block_size,
-            fisher_dtype=fisher_dtype, fisher_chunk_size=fisher_chunk_size, max_memory_gb=max_memory_gb,
+            method="block",
+            n_samples=n_samples,
+            fisher_mini_bsz=fisher_mini_bsz,
+            l2=l2,
+            block_size=block_size,
+            fisher_dtype=fisher_dtype,
+            fisher_chunk_size=fisher_chunk_size,
+            max_memory_gb=max_memory_gb,
         )
         self.update = update
 
     def settings(self) -> dict:
         keys = (
-            "n_samples", "fisher_mini_bsz", "l2", "block_size", "update", "fisher_dtype", "fisher_chunk_size",
+            "n_samples",
+            "fisher_mini_bsz",
+            "l2",
+            "block_size",
+            "update",
+            "fisher_dtype",
+            "fisher_chunk_size",
             "max_memory_gb",
         )
         return {"name": self.name, **{key: getattr(self, key) for key in keys}}
@@ -59,7 +71,13 @@ class WoodFisherPruner(ChitaPruner):
         return torch.float64  # [F⁻¹]_qq = (1 − ‖L⁻¹g_q‖²)/λ cancels digits in float32
 
     def _block_solve(
-        self, w_bar: Tensor, k: int, blocks: list[tuple[int, int]], columns: ColumnSource,
-        groups: list[tuple[int, int]], dtype: torch.dtype, frozen: Tensor | None,
+        self,
+        w_bar: Tensor,
+        k: int,
+        blocks: list[tuple[int, int]],
+        columns: ColumnSource,
+        groups: list[tuple[int, int]],
+        dtype: torch.dtype,
+        frozen: Tensor | None,
     ) -> BlockSolveResult:
         return woodfisher(w_bar, k, blocks, columns, self.l2, self.update, groups=groups, frozen=frozen, dtype=dtype)

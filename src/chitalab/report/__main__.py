@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folder", type=Path, help="a run or sweep folder, e.g. outputs/multirun/paper_oneshot_mlpnet")
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default: FOLDER/report)")
     parser.add_argument(
-        "--update", type=Path, default=None, metavar="MARKDOWN",
+        "--update",
+        type=Path,
+        default=None,
+        metavar="MARKDOWN",
         help="also copy each section into the file's <!-- report:NAME --> ... <!-- /report:NAME --> block "
         "(NAME: the experiment preset), e.g. README.md",
     )

@@ -11,9 +11,18 @@ from ..outputs import RESULTS_FILE
 from .figures import ablation_figure, accuracy_figure, runtime_figure
 from .runs import load_runs, method_rank
 from .tables import (
-    PAPER_SOURCES, Cell, ablation_keys, format_accuracy, markdown_grid, markdown_paper_table, markdown_table, paper_value,
-    paper_values, summarize,
-    write_cells_csv, write_table_csv,
+    PAPER_SOURCES,
+    Cell,
+    ablation_keys,
+    format_accuracy,
+    markdown_grid,
+    markdown_paper_table,
+    markdown_table,
+    paper_value,
+    paper_values,
+    summarize,
+    write_cells_csv,
+    write_table_csv,
 )
 
 REPORT_FILE = "report.md"
@@ -40,8 +49,11 @@ def _comparison(cells: list[Cell], papers: dict) -> list[str]:
     for method in sorted({c.method for c in cells}, key=method_rank):
         mine = [c for c in cells if c.method == method]
         for source in PAPER_SOURCES:
-            diffs = [(c.accuracy - v, c.sparsity) for c in mine
-                     if (v := paper_value(papers, source, c.setting, c.paper_method, c.sparsity)) is not None]
+            diffs = [
+                (c.accuracy - v, c.sparsity)
+                for c in mine
+                if (v := paper_value(papers, source, c.setting, c.paper_method, c.sparsity)) is not None
+            ]
             if not diffs:
                 continue
             low, high = min(diffs), max(diffs)
@@ -61,8 +73,12 @@ def _table_section(cells: list[Cell], papers: dict, title: str, slug: str, out: 
     seeds = sorted({c.seeds for c in cells})
     md = [
         f"Test accuracy (%) after pruning; mean ± sample std over seeds ({'-'.join(map(str, seeds))} per cell; "
-        f"no ± for one seed). Dense: {cells[0].dense_accuracy:.2f}.", "",
-        markdown_table(cells), "", f"CSV: `table_{slug}.csv`", "",
+        f"no ± for one seed). Dense: {cells[0].dense_accuracy:.2f}.",
+        "",
+        markdown_table(cells),
+        "",
+        f"CSV: `table_{slug}.csv`",
+        "",
     ]
     for source in PAPER_SOURCES:
         table = markdown_paper_table(cells, papers, source)
@@ -92,8 +108,17 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
         objective = "" if c.objective_per_sample is None else f"{c.objective_per_sample:.4g}"
         if c.objective_per_sample_std is not None:
             objective += f" ± {c.objective_per_sample_std:.2g}"
-        rows.append([c.method, f"{c.sparsity:g}", *[str(values.get(k, "")) for k in keys], str(c.seeds),
-                     format_accuracy(c.accuracy, c.accuracy_std), objective, f"{c.seconds:.1f}"])
+        rows.append(
+            [
+                c.method,
+                f"{c.sparsity:g}",
+                *[str(values.get(k, "")) for k in keys],
+                str(c.seeds),
+                format_accuracy(c.accuracy, c.accuracy_std),
+                objective,
+                f"{c.seconds:.1f}",
+            ]
+        )
     md += [markdown_grid(header, rows), ""]
     key = keys[0]  # the preset's first ablation key is the x axis; the others name the series
     series: dict[tuple, list[Cell]] = {}

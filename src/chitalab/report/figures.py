@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from .runs import base_method, method_rank  # noqa: E402
-from .tables import PAPER_SOURCES, Cell, paper_value  # noqa: E402
+from .runs import base_method, method_rank
+from .tables import PAPER_SOURCES, Cell, paper_value
 
 PAPER_MARKERS = {"published": ("o", "paper (published)"), "reference_code": ("x", "paper's code, this machine")}
 
@@ -37,8 +37,13 @@ def accuracy_figure(cells: list[Cell], papers: dict, title: str, path: Path) -> 
     for m in methods:
         mine = sorted((c for c in cells if c.method == m), key=lambda c: c.sparsity)
         ax.errorbar(
-            [c.sparsity for c in mine], [c.accuracy for c in mine], yerr=[c.accuracy_std or 0 for c in mine],
-            color=colors[m], marker=".", capsize=3, label=f"{m} (ours)",
+            [c.sparsity for c in mine],
+            [c.accuracy for c in mine],
+            yerr=[c.accuracy_std or 0 for c in mine],
+            color=colors[m],
+            marker=".",
+            capsize=3,
+            label=f"{m} (ours)",
         )
         if base_method(m) in marked:
             continue
@@ -49,8 +54,15 @@ def accuracy_figure(cells: list[Cell], papers: dict, title: str, path: Path) -> 
             points = [(s, v) for s, v in points if v is not None]
             if points:
                 marker, label = PAPER_MARKERS[source]
-                ax.plot(*zip(*points), linestyle="none", marker=marker, markersize=7, markerfacecolor="none",
-                        color=colors[m], label=f"{base_method(m)}, {label}")
+                ax.plot(
+                    *zip(*points),
+                    linestyle="none",
+                    marker=marker,
+                    markersize=7,
+                    markerfacecolor="none",
+                    color=colors[m],
+                    label=f"{base_method(m)}, {label}",
+                )
     ax.axhline(cells[0].dense_accuracy, color="grey", linestyle=":", label=f"dense ({cells[0].dense_accuracy:.2f})")
     ax.set(xlabel="sparsity (fraction of pruned-layer weights set to zero)", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
@@ -78,6 +90,7 @@ def runtime_figure(cells: list[Cell], title: str, path: Path) -> Path:
 def ablation_figure(cells: list[Cell], key: str, papers: dict, title: str, path: Path) -> Path:
     """Accuracy and solver objective / n vs the ablation `key`, one line per (method, sparsity,
     other swept keys); the paper's value at that sparsity as a dashed level where it exists."""
+
     def series_name(c: Cell) -> str:
         others = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in c.ablation if k != key)
         return ", ".join(filter(None, [c.method, f"sparsity {c.sparsity:g}", others]))
@@ -91,18 +104,36 @@ def ablation_figure(cells: list[Cell], key: str, papers: dict, title: str, path:
     for name, members in series.items():
         members.sort(key=lambda c: dict(c.ablation)[key])
         x = [dict(c.ablation)[key] for c in members]
-        acc_ax.errorbar(x, [c.accuracy for c in members], yerr=[c.accuracy_std or 0 for c in members],
-                        color=colors[name], marker=".", capsize=3, label=name)
+        acc_ax.errorbar(
+            x,
+            [c.accuracy for c in members],
+            yerr=[c.accuracy_std or 0 for c in members],
+            color=colors[name],
+            marker=".",
+            capsize=3,
+            label=name,
+        )
         if all(c.objective_per_sample is not None for c in members):
-            obj_ax.errorbar(x, [c.objective_per_sample for c in members],
-                            yerr=[c.objective_per_sample_std or 0 for c in members],
-                            color=colors[name], marker=".", capsize=3, label=name)
+            obj_ax.errorbar(
+                x,
+                [c.objective_per_sample for c in members],
+                yerr=[c.objective_per_sample_std or 0 for c in members],
+                color=colors[name],
+                marker=".",
+                capsize=3,
+                label=name,
+            )
         first = members[0]
         value = paper_value(papers, "published", first.setting, first.paper_method, first.sparsity)
         if value is not None and (first.paper_method, first.sparsity) not in paper_levels:
             paper_levels.add((first.paper_method, first.sparsity))
-            acc_ax.axhline(value, color=colors[name], linestyle="--", linewidth=1,
-                           label=f"paper {first.paper_method}, sparsity {first.sparsity:g}: {value:.2f}")
+            acc_ax.axhline(
+                value,
+                color=colors[name],
+                linestyle="--",
+                linewidth=1,
+                label=f"paper {first.paper_method}, sparsity {first.sparsity:g}: {value:.2f}",
+            )
     values = [dict(c.ablation)[key] for c in cells]
     numeric = all(isinstance(v, (int, float)) for v in values)
     low, high = (min(values), max(values)) if numeric else (None, None)

@@ -31,13 +31,15 @@ def update_markdown(target: Path, report: Path) -> list[str]:
         if start not in text or end not in text:
             continue
         relative = os.path.relpath(report.parent, target.parent)
-        body = IMAGE.sub(lambda m: f"![{m.group(1)}]({relative}/{m.group(2)})", body)
+        body = IMAGE.sub(lambda m, relative=relative: f"![{m.group(1)}]({relative}/{m.group(2)})", body)
         head, _, rest = text.partition(start)
         _, _, tail = rest.partition(end)
         text = f"{head}{start}\n{body}\n{end}{tail}"
         replaced.append(name)
     if not replaced:
-        raise UserError(f"{target} has no <!-- report:NAME --> ... <!-- /report:NAME --> block for the report's sections "
-                        f"({', '.join(report_sections(report)) or 'none'})")
+        raise UserError(
+            f"{target} has no <!-- report:NAME --> ... <!-- /report:NAME --> block for the report's sections "
+            f"({', '.join(report_sections(report)) or 'none'})"
+        )
     target.write_text(text)
     return replaced

@@ -56,7 +56,7 @@ def method_label(pruner: dict) -> str:
 
 
 def base_method(label: str) -> str:
-    """"CHITA (block) [l2=0.001]" -> "CHITA": the paper's column name."""
+    """ "CHITA (block) [l2=0.001]" -> "CHITA": the paper's column name."""
     return label.split(" (")[0].split(" [")[0]
 
 
@@ -87,7 +87,8 @@ def distinguish_variants(runs: list[Run]) -> list[Run]:
     for members in groups.values():
         swept = {key.removeprefix("pruner.") for run in members for key in run.ablation}
         keys = sorted(
-            key for key in {k for run in members for k in run.settings}
+            key
+            for key in {k for run in members for k in run.settings}
             if key not in swept and len({repr(run.settings.get(key)) for run in members}) > 1
         )
         for run in members:

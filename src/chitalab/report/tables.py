@@ -54,15 +54,25 @@ def summarize(runs: list[Run]) -> list[Cell]:
         accuracy, accuracy_std = _mean_std([r.accuracy for r in members])
         per_sample = [r.objective / r.n_samples for r in members if r.objective is not None and r.n_samples]
         objective, objective_std = _mean_std(per_sample) if len(per_sample) == len(members) else (None, None)
-        cells.append(Cell(
-            experiment=experiment, setting=setting, method=method, paper_method=members[0].paper_method,
-            sparsity=sparsity, ablation=ablation, seeds=len(members), accuracy=accuracy, accuracy_std=accuracy_std,
-            dense_accuracy=statistics.fmean(r.dense_accuracy for r in members),
-            measured_sparsity=statistics.fmean(r.measured_sparsity for r in members),
-            seconds=statistics.fmean(r.seconds for r in members),
-            solver_seconds=statistics.fmean(r.solver_seconds for r in members),
-            objective_per_sample=objective, objective_per_sample_std=objective_std,
-        ))
+        cells.append(
+            Cell(
+                experiment=experiment,
+                setting=setting,
+                method=method,
+                paper_method=members[0].paper_method,
+                sparsity=sparsity,
+                ablation=ablation,
+                seeds=len(members),
+                accuracy=accuracy,
+                accuracy_std=accuracy_std,
+                dense_accuracy=statistics.fmean(r.dense_accuracy for r in members),
+                measured_sparsity=statistics.fmean(r.measured_sparsity for r in members),
+                seconds=statistics.fmean(r.seconds for r in members),
+                solver_seconds=statistics.fmean(r.solver_seconds for r in members),
+                objective_per_sample=objective,
+                objective_per_sample_std=objective_std,
+            )
+        )
     return sorted(cells, key=lambda c: (str(c.experiment), c.setting, method_rank(c.method), c.sparsity, c.ablation))
 
 
@@ -115,8 +125,13 @@ def markdown_paper_table(cells: list[Cell], papers: dict, source: str) -> str | 
     if not table:
         return None
     methods = sorted((m for m in table if m != "dense"), key=method_rank)
-    rows = [[f"{s:g}", *[(f"{v:.2f}" if (v := paper_value(papers, source, setting, m, s)) is not None else "")
-                          for m in methods]] for s in sparsities]
+    rows = [
+        [
+            f"{s:g}",
+            *[(f"{v:.2f}" if (v := paper_value(papers, source, setting, m, s)) is not None else "") for m in methods],
+        ]
+        for s in sparsities
+    ]
     return markdown_grid(["sparsity", *methods], rows)
 
 
@@ -147,17 +162,46 @@ def write_cells_csv(cells: list[Cell], papers: dict, path: Path) -> None:
     keys = ablation_keys(cells)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([
-            "experiment", "setting", "method", "sparsity", *keys, "seeds", "accuracy", "accuracy_std", "dense_accuracy",
-            "measured_sparsity", "seconds", "solver_seconds", "objective_per_sample", "objective_per_sample_std",
-            *[f"paper_{source}" for source in PAPER_SOURCES],
-        ])
+        writer.writerow(
+            [
+                "experiment",
+                "setting",
+                "method",
+                "sparsity",
+                *keys,
+                "seeds",
+                "accuracy",
+                "accuracy_std",
+                "dense_accuracy",
+                "measured_sparsity",
+                "seconds",
+                "solver_seconds",
+                "objective_per_sample",
+                "objective_per_sample_std",
+                *[f"paper_{source}" for source in PAPER_SOURCES],
+            ]
+        )
         for c in cells:
             values = dict(c.ablation)
-            writer.writerow([
-                c.experiment or "", c.setting, c.method, f"{c.sparsity:g}", *[values.get(k, "") for k in keys], c.seeds,
-                c.accuracy, _blank_if_none(c.accuracy_std), c.dense_accuracy, c.measured_sparsity,
-                c.seconds, c.solver_seconds, _blank_if_none(c.objective_per_sample),
-                _blank_if_none(c.objective_per_sample_std),
-                *[_blank_if_none(paper_value(papers, s, c.setting, c.paper_method, c.sparsity)) for s in PAPER_SOURCES],
-            ])
+            writer.writerow(
+                [
+                    c.experiment or "",
+                    c.setting,
+                    c.method,
+                    f"{c.sparsity:g}",
+                    *[values.get(k, "") for k in keys],
+                    c.seeds,
+                    c.accuracy,
+                    _blank_if_none(c.accuracy_std),
+                    c.dense_accuracy,
+                    c.measured_sparsity,
+                    c.seconds,
+                    c.solver_seconds,
+                    _blank_if_none(c.objective_per_sample),
+                    _blank_if_none(c.objective_per_sample_std),
+                    *[
+                        _blank_if_none(paper_value(papers, s, c.setting, c.paper_method, c.sparsity))
+                        for s in PAPER_SOURCES
+                    ],
+                ]
+            )

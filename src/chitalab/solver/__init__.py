@@ -11,6 +11,9 @@ from .woodfisher import UPDATES as WOODFISHER_UPDATES
 from .woodfisher import BlockInverseFisher, obs_update, woodfisher
 
 __all__ = [
+    "INITS",
+    "POLISH_METHODS",
+    "WOODFISHER_UPDATES",
     "BlockInverseFisher",
     "BlockSolveResult",
     "Problem",
@@ -23,12 +26,9 @@ __all__ = [
     "hard_threshold",
     "iht",
     "layer_blocks",
+    "obs_update",
     "polish",
-    "POLISH_METHODS",
-    "INITS",
     "ridge_on_support",
     "top_k_support",
-    "obs_update",
     "woodfisher",
-    "WOODFISHER_UPDATES",
 ]

@@ -86,6 +86,4 @@ def active_set_iht(
         history.append(x.f)
         iterations += 1
         active = torch.cat([active, newcomers]).sort().values
-    return SolveResult(
-        w=x.w, objective=x.f, iterations=iterations, history=history, converged=converged, residual=x.r
-    )
+    return SolveResult(w=x.w, objective=x.f, iterations=iterations, history=history, converged=converged, residual=x.r)

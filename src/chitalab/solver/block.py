@@ -11,9 +11,9 @@ group of blocks at a time.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -155,6 +155,12 @@ def block_backsolve(
         objective += f
         objective_magnitude += f_magnitude
     return BlockSolveResult(
-        w=w, objective=objective, iterations=1, history=[objective], converged=True,
-        objective_magnitude=objective_magnitude, num_blocks=len(blocks), num_groups=len(groups),
+        w=w,
+        objective=objective,
+        iterations=1,
+        history=[objective],
+        converged=True,
+        objective_magnitude=objective_magnitude,
+        num_blocks=len(blocks),
+        num_groups=len(groups),
     )

@@ -39,8 +39,13 @@ def support_mask(p: int, support: Tensor) -> Tensor:
 
 
 def threshold_step(
-    problem: Problem, x: Iterate, g: Tensor, eta: float, k: int,
-    in_support: Tensor | None = None, Gg: Tensor | None = None,
+    problem: Problem,
+    x: Iterate,
+    g: Tensor,
+    eta: float,
+    k: int,
+    in_support: Tensor | None = None,
+    Gg: Tensor | None = None,
 ) -> Iterate:
     """H_k(w − η∇f): a gradient step, then keep the k largest magnitudes.
 

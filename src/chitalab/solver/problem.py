@@ -30,9 +30,7 @@ class Problem:
     a: Tensor | None = None
 
     @classmethod
-    def from_gradients(
-        cls, G: Tensor, w_bar: Tensor, l2: float, first_order: Tensor | None = None
-    ) -> "Problem":
+    def from_gradients(cls, G: Tensor, w_bar: Tensor, l2: float, first_order: Tensor | None = None) -> Problem:
         """Build the problem from gradients G, dense weights w̄ and the ridge `l2` (λ)."""
         if G.ndim != 2 or w_bar.ndim != 1 or G.shape[1] != w_bar.shape[0]:
             raise ValueError(f"G must be n x p and w_bar p, got {tuple(G.shape)} and {tuple(w_bar.shape)}")
@@ -116,7 +114,7 @@ class Problem:
         L = self.lipschitz() if lipschitz is None else lipschitz
         return self.w_bar - self.gradient(self.w_bar) / L
 
-    def restrict(self, index: Tensor) -> "Problem":
+    def restrict(self, index: Tensor) -> Problem:
         """The problem over coordinates `index`, the others held at zero.
 
         Its objective differs from the full one by a constant, so minimisers agree.

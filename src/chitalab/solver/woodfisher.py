@@ -20,7 +20,7 @@ F⁻¹ = (I − G_bᵀ(nλI + G_bG_bᵀ)⁻¹G_b)/λ, so only an n x n matrix is
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -90,8 +90,15 @@ def _group_inverse_diagonals(G: Tensor, offset: int, blocks: Sequence[tuple[int,
 
 
 def _group_updates(
-    G: Tensor, offset: int, blocks: Sequence[tuple[int, int]], w_bar: Tensor, keep: Tensor, l2: float,
-    update: str, inverse_diagonal: Tensor, w: Tensor,
+    G: Tensor,
+    offset: int,
+    blocks: Sequence[tuple[int, int]],
+    w_bar: Tensor,
+    keep: Tensor,
+    l2: float,
+    update: str,
+    inverse_diagonal: Tensor,
+    w: Tensor,
 ) -> tuple[float, float]:
     """Apply the OBS update in `blocks` into w; returns the sums of their objectives after it and
     with w̄ merely masked."""
@@ -159,6 +166,12 @@ def woodfisher(
             objective += f
             objective_magnitude += f_magnitude
     return BlockSolveResult(
-        w=w, objective=objective, iterations=1, history=[objective], converged=True,
-        objective_magnitude=objective_magnitude, num_blocks=len(blocks), num_groups=len(groups),
+        w=w,
+        objective=objective,
+        iterations=1,
+        history=[objective],
+        converged=True,
+        objective_magnitude=objective_magnitude,
+        num_blocks=len(blocks),
+        num_groups=len(groups),
     )

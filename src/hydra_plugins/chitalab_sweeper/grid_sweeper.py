@@ -7,7 +7,7 @@ in every grid (`python run.py experiment=paper_oneshot_mlpnet seed=0`).
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -18,8 +18,8 @@ from hydra.core.override_parser.types import Override
 @dataclass
 class GridSweeperConf:
     _target_: str = "hydra_plugins.chitalab_sweeper.grid_sweeper.GridSweeper"
-    max_batch_size: Optional[int] = None
-    grids: List[Dict[str, Any]] = field(default_factory=list)
+    max_batch_size: int | None = None
+    grids: list[dict[str, Any]] = field(default_factory=list)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grids", node=GridSweeperConf, provider="chitalab")
@@ -28,15 +28,15 @@ ConfigStore.instance().store(group="hydra/sweeper", name="grids", node=GridSweep
 class GridSweeper(BasicSweeper):
     """BasicSweeper whose parameters are a list of grids instead of one."""
 
-    def __init__(self, max_batch_size: Optional[int] = None, grids: Optional[List[Dict[str, Any]]] = None) -> None:
+    def __init__(self, max_batch_size: int | None = None, grids: list[dict[str, Any]] | None = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=None)
         self.grids = [dict(grid) for grid in grids or [{}]]
 
-    def split_arguments(self, overrides: List[Override], max_batch_size: Optional[int]) -> List[List[List[str]]]:
+    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
         """The jobs of every grid, `overrides` (the command line) replacing grid keys."""
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         given = {override.get_key_element() for override in overrides}
-        jobs: List[List[str]] = []
+        jobs: list[list[str]] = []
         for grid in self.grids:
             params = [f"{key}={value}" for key, value in grid.items() if key not in given]
             for job in BasicSweeper.split_arguments(parser.parse_overrides(params) + overrides, None)[0]:

@@ -15,8 +15,7 @@ from chitalab.module import Classifier, OptimConfig, evaluate_model
 from chitalab.outputs import RESULTS_FILE
 from chitalab.params import select_pruned
 from chitalab.pruners import ChitaPruner, MagnitudePruner, MultiStagePruner, PruneContext, Pruner
-
-from conftest import SYNTHETIC, run_cli
+from tests.support import SYNTHETIC, run_cli
 
 NUM_CLASSES = 4
 
@@ -62,18 +61,31 @@ class StopAfterEpoch(Callback):
             trainer.should_stop = True
 
 
-def fit(dm, net, pruner, epochs, levels, max_epochs, extra_callbacks=(), ckpt_path=None, momentum=0.9, weight_decay=1e-2):
+def fit(
+    dm, net, pruner, epochs, levels, max_epochs, extra_callbacks=(), ckpt_path=None, momentum=0.9, weight_decay=1e-2
+):
     callback = GradualPruning(
-        pruner, epochs, levels, select_pruned(net).names,
+        pruner,
+        epochs,
+        levels,
+        select_pruned(net).names,
         draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round),
         evaluate=lambda n: evaluate_model(n, dm.test_dataloader(), NUM_CLASSES),
         progress=False,
     )
     trainer = pl.Trainer(
-        max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=bool(extra_callbacks), callbacks=[callback, *extra_callbacks],
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=bool(extra_callbacks),
+        callbacks=[callback, *extra_callbacks],
     )
-    module = Classifier(net, NUM_CLASSES, OptimConfig(lr=0.05, momentum=momentum, weight_decay=weight_decay, restart_epochs=epochs))
+    module = Classifier(
+        net, NUM_CLASSES, OptimConfig(lr=0.05, momentum=momentum, weight_decay=weight_decay, restart_epochs=epochs)
+    )
     trainer.fit(module, train_dataloaders=dm.train_dataloader(), ckpt_path=ckpt_path)
     return callback, trainer
 
@@ -123,7 +135,9 @@ def test_resumed_run_ends_with_the_same_masks_and_trajectory(tmp_path):
 
     first_net = tiny_net()
     checkpoint = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
-    interrupted, _ = fit(dm, first_net, pruner(), epochs, levels, max_epochs=4, extra_callbacks=[checkpoint, StopAfterEpoch(1)])
+    interrupted, _ = fit(
+        dm, first_net, pruner(), epochs, levels, max_epochs=4, extra_callbacks=[checkpoint, StopAfterEpoch(1)]
+    )
     assert interrupted.next_step == 2  # stopped between the second and third pruning steps
 
     resumed_net = tiny_net(seed=123)  # weights come from the checkpoint
@@ -132,14 +146,18 @@ def test_resumed_run_ends_with_the_same_masks_and_trajectory(tmp_path):
         assert torch.equal(straight.masks[name], resumed.masks[name])
     keys = ("epoch", "target_sparsity", "measured_sparsity")
     assert [[r[k] for k in keys] for r in resumed.trajectory] == [[r[k] for k in keys] for r in straight.trajectory]
-    for (name, a), (_, b) in zip(straight_net.named_parameters(), resumed_net.named_parameters()):
+    for (_, a), (_, b) in zip(straight_net.named_parameters(), resumed_net.named_parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def _context(net, dm, **kwargs) -> PruneContext:
     return PruneContext(
-        model=net.eval(), pruned=select_pruned(net), loss_fn=loss_function(net),
-        draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round), progress=False, **kwargs,
+        model=net.eval(),
+        pruned=select_pruned(net),
+        loss_fn=loss_function(net),
+        draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round),
+        progress=False,
+        **kwargs,
     )
 
 
@@ -160,15 +178,23 @@ def test_chitapp_masks_are_monotone_unless_regrowth_is_allowed():
         assert not torch.any(later & ~earlier)
 
     free = Recorder(ChitaPruner(n_samples=64, iterations=20))
-    result = MultiStagePruner(free, num_stages=4, base_level=0.3, allow_regrowth=True).prune(_context(tiny_net(), dm), 0.9)
+    result = MultiStagePruner(free, num_stages=4, base_level=0.3, allow_regrowth=True).prune(
+        _context(tiny_net(), dm), 0.9
+    )
     assert all(c["frozen"] is None for c in free.calls)
     assert int((result.weights != 0).sum()) <= int(0.1 * result.weights.numel()) + 1
 
 
 def test_gradual_run_through_the_cli_with_ddp_on_two_processes(tmp_path):
     done = run_cli(
-        *SYNTHETIC, "schedule=gradual_fast", "schedule.epochs=3", "schedule.prune_every=1", "schedule.nprune_epochs=2",
-        "trainer.strategy=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path}",
+        *SYNTHETIC,
+        "schedule=gradual_fast",
+        "schedule.epochs=3",
+        "schedule.prune_every=1",
+        "schedule.nprune_epochs=2",
+        "trainer.strategy=ddp",
+        "trainer.devices=2",
+        f"hydra.run.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / RESULTS_FILE).read_text())

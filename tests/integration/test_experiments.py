@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,16 +13,20 @@ from omegaconf import OmegaConf
 
 from chitalab.cli import group_choices
 from chitalab.outputs import RESULTS_FILE
-from conftest import SYNTHETIC, run_cli
+from tests.support import CONF, SYNTHETIC, run_cli
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 PRESETS = group_choices(CONF, "experiment")
 
 
 def test_the_issue_presets_exist():
     assert set(PRESETS) >= {
-        "paper_oneshot_mlpnet", "paper_oneshot_resnet20", "paper_oneshot_mobilenet", "paper_gradual_resnet20",
-        "paper_gradual_resnet50", "ablation_iht_iterations", "ablation_fisher_samples",
+        "paper_oneshot_mlpnet",
+        "paper_oneshot_resnet20",
+        "paper_oneshot_mobilenet",
+        "paper_gradual_resnet20",
+        "paper_gradual_resnet50",
+        "ablation_iht_iterations",
+        "ablation_fisher_samples",
     }
 
 
@@ -31,7 +34,9 @@ def test_the_issue_presets_exist():
 def test_preset_composes_as_a_multirun_with_its_grids(preset):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(
-            config_name="config", overrides=[f"experiment={preset}", "paths.output_dir=/tmp/x"], return_hydra_config=True
+            config_name="config",
+            overrides=[f"experiment={preset}", "paths.output_dir=/tmp/x"],
+            return_hydra_config=True,
         )
     assert cfg.report.experiment == preset
     assert str(cfg.hydra.mode) == "RunMode.MULTIRUN"
@@ -54,8 +59,11 @@ def jobs(grids: list[dict], command_line: list[str]) -> list[list[str]]:
 def test_grid_sweeper_runs_the_union_of_grids_without_duplicates():
     grids = [{"pruner": "mp,chitapp", "seed": "0"}, {"pruner": "chita", "seed": "0,1,2"}]
     assert sorted(map(tuple, jobs(grids, ["sparsity=0.5,0.9"]))) == sorted(
-        [(f"pruner={p}", f"seed={s}", f"sparsity={x}") for p, s in [("mp", 0), ("chitapp", 0), ("chita", 0), ("chita", 1), ("chita", 2)]
-         for x in (0.5, 0.9)]
+        [
+            (f"pruner={p}", f"seed={s}", f"sparsity={x}")
+            for p, s in [("mp", 0), ("chitapp", 0), ("chita", 0), ("chita", 1), ("chita", 2)]
+            for x in (0.5, 0.9)
+        ]
     )
     # A command-line key replaces it in every grid; the jobs that then coincide run once.
     assert jobs(grids, ["seed=7", "pruner=mp"]) == [["seed=7", "pruner=mp"]]
@@ -63,18 +71,29 @@ def test_grid_sweeper_runs_the_union_of_grids_without_duplicates():
 
 def test_ablation_preset_records_its_swept_keys(tmp_path):
     done = run_cli(
-        "experiment=ablation_iht_iterations", *SYNTHETIC, "pruner.n_samples=64", "pruner.iterations=0,3",
-        "pruner.init=magnitude", "sparsity=0.9", "seed=0", f"hydra.sweep.dir={tmp_path}",
+        "experiment=ablation_iht_iterations",
+        *SYNTHETIC,
+        "pruner.n_samples=64",
+        "pruner.iterations=0,3",
+        "pruner.init=magnitude",
+        "sparsity=0.9",
+        "seed=0",
+        f"hydra.sweep.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr
     runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"*/{RESULTS_FILE}"))]
     swept = sorted(tuple(r["report"]["ablation"].items()) for r in runs)
-    assert swept == [(("pruner.iterations", 0), ("pruner.init", "magnitude")), (("pruner.iterations", 3), ("pruner.init", "magnitude"))]
+    assert swept == [
+        (("pruner.iterations", 0), ("pruner.init", "magnitude")),
+        (("pruner.iterations", 3), ("pruner.init", "magnitude")),
+    ]
     assert all(r["report"]["experiment"] == "ablation_iht_iterations" and r["pruner"]["method"] == "iht" for r in runs)
 
 
 def test_imagenet_preset_without_imagenet_stops_with_one_line(tmp_path):
-    done = run_cli("experiment=paper_oneshot_mobilenet", f"paths.data_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'runs'}")
+    done = run_cli(
+        "experiment=paper_oneshot_mobilenet", f"paths.data_dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'runs'}"
+    )
     assert done.returncode == 2
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "imagenet/train does not exist" in last and "Traceback" not in done.stderr

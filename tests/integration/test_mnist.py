@@ -12,8 +12,7 @@ import pytest
 
 from chitalab.data import MNISTDataModule
 from chitalab.outputs import RESULTS_FILE
-
-from conftest import DATA_DIR, needs_mnist, run_cli
+from tests.support import DATA_DIR, needs_mnist, run_cli
 
 
 @needs_mnist

@@ -19,11 +19,11 @@ def make_instance(seed: int, n: int, p: int, dtype=torch.float64) -> tuple[torch
 def test_blocks_follow_layers_and_output_channels():
     shapes = [(10, 10), (37, 27), (32, 32, 3, 3), (8, 1300), (4, 3)]
     blocks = layer_blocks(shapes, 500)
-    assert blocks[0] == (0, 100)                      # a small layer is one block
-    assert blocks[1] == (100, 1099)                   # 999 < 2 x 500 weights: one block
-    conv = [b - a for a, b in blocks[2:20]]           # 9216 weights in rows of 288: 18 blocks of whole rows
+    assert blocks[0] == (0, 100)  # a small layer is one block
+    assert blocks[1] == (100, 1099)  # 999 < 2 x 500 weights: one block
+    conv = [b - a for a, b in blocks[2:20]]  # 9216 weights in rows of 288: 18 blocks of whole rows
     assert len(conv) == 18 and all(size % 288 == 0 for size in conv) and sum(conv) == 9216
-    rows = [b - a for a, b in blocks[20:36]]          # rows of 1300 >= block_size: each cut in 2
+    rows = [b - a for a, b in blocks[20:36]]  # rows of 1300 >= block_size: each cut in 2
     assert rows == [650] * 16
     assert blocks[36:] == [(20715, 20727)]
     assert all(a < b for a, b in blocks) and all(prev[1] == nxt[0] for prev, nxt in zip(blocks, blocks[1:]))

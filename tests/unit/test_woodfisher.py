@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_block import make_instance
 
 from chitalab.solver import BlockInverseFisher, obs_update, woodfisher
-
-from test_block import make_instance
 
 
 def dense_fisher(G: torch.Tensor, l2: float, blocks: list[tuple[int, int]]) -> torch.Tensor:

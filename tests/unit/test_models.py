@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -12,10 +10,7 @@ from omegaconf import OmegaConf
 from chitalab.errors import UserError
 from chitalab.models import CifarResNet, MobileNetV1, build_model, create_timm_model, load_checkpoint, resnet20
 from chitalab.params import select_pruned
-
-from conftest import RESNET20_CHECKPOINT
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
+from tests.support import CONF, RESNET20_CHECKPOINT
 
 
 def model_config(name: str, *overrides: str):
@@ -62,8 +57,8 @@ def test_mobilenetv1_has_the_str_layout_and_the_papers_weight_count():
     model = MobileNetV1()
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert shapes["model.0.0.weight"] == (32, 3, 3, 3)
-    assert shapes["model.1.0.weight"] == (32, 1, 3, 3)     # depthwise
-    assert shapes["model.1.3.weight"] == (64, 32, 1, 1)    # pointwise
+    assert shapes["model.1.0.weight"] == (32, 1, 3, 3)  # depthwise
+    assert shapes["model.1.3.weight"] == (64, 32, 1, 1)  # pointwise
     assert shapes["model.13.4.running_mean"] == (1024,)
     assert shapes["fc.weight"] == (1000, 1024, 1, 1) and "fc.bias" not in shapes
     assert pruned_by_default(model, "mobilenetv1").numel == 4_209_088

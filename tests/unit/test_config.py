@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from chitalab.cli import CHECKED_GROUPS, check_group_overrides, group_choices
+from tests.support import CONF
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 OPTIONS = [(group, option) for group in CHECKED_GROUPS for option in group_choices(CONF, group)]
 
 

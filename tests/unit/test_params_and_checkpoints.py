@@ -10,8 +10,7 @@ from chitalab.errors import UserError
 from chitalab.models import MLPNet, load_checkpoint
 from chitalab.models.checkpoint import extract_state_dict
 from chitalab.params import keep_count, select_pruned
-
-from conftest import MLPNET_CHECKPOINT
+from tests.support import MLPNET_CHECKPOINT
 
 
 def test_selects_conv_and_linear_weights_never_biases_or_norms():

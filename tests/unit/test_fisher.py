@@ -73,7 +73,9 @@ def test_collection_leaves_the_model_unchanged_and_only_pruned_weights_count():
     model = make_model("conv")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     pruned = select_pruned(model, exclude=["fc.*"])
-    G = collect_gradients(model, pruned, F.cross_entropy, torch.randn(6, 1, 8, 8), torch.randint(0, 4, (6,)), progress=False)
+    G = collect_gradients(
+        model, pruned, F.cross_entropy, torch.randn(6, 1, 8, 8), torch.randint(0, 4, (6,)), progress=False
+    )
     assert G.shape == (6, model.conv.weight.numel())
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, before[key])

@@ -11,12 +11,23 @@ import torch
 from chitalab.cli import fail
 from chitalab.models import MLPNet
 from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
-
-from conftest import SYNTHETIC, run_cli
+from tests.support import SYNTHETIC, run_cli
 
 RESULT_KEYS = {
-    "model", "dataset", "schedule", "pruner", "seed", "device", "sparsity", "num_pruned_weights",
-    "num_nonzero", "dense", "pruned", "seconds", "peak_memory_mb", "solver",
+    "model",
+    "dataset",
+    "schedule",
+    "pruner",
+    "seed",
+    "device",
+    "sparsity",
+    "num_pruned_weights",
+    "num_nonzero",
+    "dense",
+    "pruned",
+    "seconds",
+    "peak_memory_mb",
+    "solver",
 }
 
 
@@ -38,22 +49,35 @@ def test_chita_run_writes_results_and_loadable_weights(tmp_path):
 
 def test_block_method_with_half_storage_and_a_memory_cap_reports_its_plan(tmp_path):
     done = run_cli(
-        *SYNTHETIC, "pruner.method=block", "pruner.block_size=64", "pruner.fisher_dtype=bfloat16",
-        "pruner.max_memory_gb=0.0012", "sparsity=0.8", f"hydra.run.dir={tmp_path}",
+        *SYNTHETIC,
+        "pruner.method=block",
+        "pruner.block_size=64",
+        "pruner.fisher_dtype=bfloat16",
+        "pruner.max_memory_gb=0.0012",
+        "sparsity=0.8",
+        f"hydra.run.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr
     assert "Fisher memory plan:" in done.stdout + done.stderr
     results = json.loads((tmp_path / RESULTS_FILE).read_text())
     plan = results["solver"]["memory_plan"]
     assert plan["groups"] > 1 and plan["peak_gib"] <= 0.0012
-    assert results["solver"]["blocks"] > 1 and results["solver"]["objective"] <= results["solver"]["objective_magnitude"]
+    assert (
+        results["solver"]["blocks"] > 1 and results["solver"]["objective"] <= results["solver"]["objective_magnitude"]
+    )
     assert results["sparsity"]["measured"] >= 0.8
 
 
 def test_timm_model_on_image_shaped_synthetic_data(tmp_path):
     done = run_cli(
-        "model=timm", "model.name=test_efficientnet", "dataset=synthetic", "dataset.datamodule.input_shape=[3,32,32]",
-        "dataset.datamodule.num_train=64", "pruner.method=block", "pruner.n_samples=32", "sparsity=0.5",
+        "model=timm",
+        "model.name=test_efficientnet",
+        "dataset=synthetic",
+        "dataset.datamodule.input_shape=[3,32,32]",
+        "dataset.datamodule.num_train=64",
+        "pruner.method=block",
+        "pruner.n_samples=32",
+        "sparsity=0.5",
         f"hydra.run.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr
@@ -67,7 +91,12 @@ def test_multirun_sweeps_methods_and_sparsities_into_separate_folders(tmp_path):
     runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"*/{RESULTS_FILE}"))]
     assert len(runs) == 6
     assert sorted((r["pruner"]["name"], r["sparsity"]["requested"]) for r in runs) == [
-        ("chita", 0.5), ("chita", 0.9), ("mp", 0.5), ("mp", 0.9), ("woodfisher", 0.5), ("woodfisher", 0.9)
+        ("chita", 0.5),
+        ("chita", 0.9),
+        ("mp", 0.5),
+        ("mp", 0.9),
+        ("woodfisher", 0.5),
+        ("woodfisher", 0.9),
     ]
     assert all(r["sparsity"]["measured"] >= r["sparsity"]["requested"] - 1e-3 for r in runs)
 
@@ -101,7 +130,8 @@ BAD_INPUTS = {
     "sparsity_negative": (["sparsity=-0.1"], "sparsity=-0.1"),
     "sparsity_text": (["sparsity=half"], "sparsity='half'"),
     "unknown_model": (
-        ["model=resnet9000"], "unknown model 'resnet9000'; choose one of: mlpnet, mobilenetv1, resnet20, resnet50, timm, tiny_mlp"
+        ["model=resnet9000"],
+        "unknown model 'resnet9000'; choose one of: mlpnet, mobilenetv1, resnet20, resnet50, timm, tiny_mlp",
     ),
     "unknown_dataset": (
         ["dataset=imagenet21k"],
@@ -109,27 +139,47 @@ BAD_INPUTS = {
     ),
     "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, chitapp, mp, woodfisher"),
     "unknown_method": (
-        ["pruner.method=newton"], "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve, block"
+        ["pruner.method=newton"],
+        "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve, block",
     ),
-    "half_storage_without_blocks": (["pruner.fisher_dtype=bfloat16"], "pruner.fisher_dtype=bfloat16 needs pruner.method=block"),
+    "half_storage_without_blocks": (
+        ["pruner.fisher_dtype=bfloat16"],
+        "pruner.fisher_dtype=bfloat16 needs pruner.method=block",
+    ),
     "fisher_too_large": (["pruner.max_memory_gb=1e-5"], "GiB may be used (pruner.max_memory_gb; null means half"),
     "block_too_large": (
-        ["pruner.method=block", "pruner.max_memory_gb=1e-5"], "lower pruner.block_size, lower pruner.n_samples"
+        ["pruner.method=block", "pruner.max_memory_gb=1e-5"],
+        "lower pruner.block_size, lower pruner.n_samples",
     ),
     "too_many_samples": (["pruner.n_samples=2001"], "needs 2001 training samples but the training set has 2000"),
-    "missing_checkpoint": (["model.checkpoint=/nonexistent/model.ckpt"], "checkpoint file not found: /nonexistent/model.ckpt"),
+    "missing_checkpoint": (
+        ["model.checkpoint=/nonexistent/model.ckpt"],
+        "checkpoint file not found: /nonexistent/model.ckpt",
+    ),
     "mismatched_checkpoint": (["model.checkpoint={mismatch}"], "does not match the model"),
     "nan_weights": (["model.checkpoint={nan}"], "weight fc2.weight has 1 non-finite values"),
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
-    "unknown_schedule": (["schedule=sometimes"], "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot"),
-    "pruning_after_training": (["schedule=gradual_fast", "schedule.epochs=4"], "the last pruning epoch (8) must come before schedule.epochs=4"),
-    "unknown_experiment": (["experiment=paper_table9"], "unknown experiment 'paper_table9'; choose one of: ablation_fisher_samples"),
+    "unknown_schedule": (
+        ["schedule=sometimes"],
+        "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot",
+    ),
+    "pruning_after_training": (
+        ["schedule=gradual_fast", "schedule.epochs=4"],
+        "the last pruning epoch (8) must come before schedule.epochs=4",
+    ),
+    "unknown_experiment": (
+        ["experiment=paper_table9"],
+        "unknown experiment 'paper_table9'; choose one of: ablation_fisher_samples",
+    ),
     "woodfisher_update": (
         ["pruner=woodfisher", "pruner.update=newton"],
         "pruner.update='newton' is not allowed; choose one of: joint, independent, none",
     ),
     "woodfisher_no_dampening": (["pruner=woodfisher", "pruner.l2=0"], "pruner.l2=0 is not allowed; WoodFisher inverts"),
-    "stages_zero": (["pruner=chitapp", "pruner.num_stages=0"], "pruner.num_stages=0 is not allowed; it must be an integer >= 1"),
+    "stages_zero": (
+        ["pruner=chitapp", "pruner.num_stages=0"],
+        "pruner.num_stages=0 is not allowed; it must be an integer >= 1",
+    ),
 }
 
 
@@ -151,4 +201,7 @@ def test_error_messages_are_printed_on_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         fail("download failed (Tried https://a, got:\n<urlopen error>\n); point paths.data_dir")
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err == "error: download failed (Tried https://a, got: <urlopen error> ); point paths.data_dir\n"
+    assert (
+        capsys.readouterr().err
+        == "error: download failed (Tried https://a, got: <urlopen error> ); point paths.data_dir\n"
+    )

@@ -1,4 +1,5 @@
-"""Shared fixtures: where the real data and checkpoints are, and how to run the CLI."""
+"""Shared test helpers: where the real data and checkpoints are, markers that skip without
+them, and how to run the CLI (imported as `from tests.support import ...`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
 DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data"))
 CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints"))
 MLPNET_CHECKPOINT = CHECKPOINT_DIR / "mnist_25_epoch_93.97.ckpt"

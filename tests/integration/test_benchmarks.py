@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO
+from tests.support import REPO
 
 
 def run_benchmarks(*args: str) -> subprocess.CompletedProcess:
@@ -22,7 +22,9 @@ def test_quick_run_prints_tables_and_writes_json(tmp_path):
     report = json.loads((tmp_path / "latest.json").read_text())
     assert report["machine"]["threads"] >= 1 and report["quick"] is True
     assert set(report["sections"]) == {"floor", "scaling_p", "block"}
-    assert all(row["floor_seconds"] > 0 and row["per_iteration_over_floor"] > 0 for row in report["sections"]["floor"]["rows"])
+    assert all(
+        row["floor_seconds"] > 0 and row["per_iteration_over_floor"] > 0 for row in report["sections"]["floor"]["rows"]
+    )
     assert set(report["sections"]["scaling_p"]["exponents"]) >= {"iht", "active_set", "backsolve", "block", "floor"}
     assert report["sections"]["block"]["groups"] >= 1
 

@@ -25,13 +25,26 @@ ACCURACY = {  # (pruner, sparsity) -> accuracies of seeds 0, 1, 2
 }
 
 
-def write_run(folder: Path, pruner: dict, sparsity: float, seed: int, accuracy: float, ablation: dict | None = None,
-              experiment: str | None = "paper_oneshot_mlpnet", objective: float = 50.0) -> None:
+def write_run(
+    folder: Path,
+    pruner: dict,
+    sparsity: float,
+    seed: int,
+    accuracy: float,
+    ablation: dict | None = None,
+    experiment: str | None = "paper_oneshot_mlpnet",
+    objective: float = 50.0,
+) -> None:
     folder.mkdir(parents=True)
     results = {
-        "model": "mlpnet", "dataset": "mnist", "schedule": "oneshot", "pruner": pruner, "seed": seed,
+        "model": "mlpnet",
+        "dataset": "mnist",
+        "schedule": "oneshot",
+        "pruner": pruner,
+        "seed": seed,
         "sparsity": {"requested": sparsity, "measured": sparsity},
-        "dense": {"test_acc": 93.97}, "pruned": {"test_acc": accuracy},
+        "dense": {"test_acc": 93.97},
+        "pruned": {"test_acc": accuracy},
         "seconds": {"fisher": 0.5, "solver": 1.5, "total": 4.0},
         "solver": {"objective": objective},
         "report": {"experiment": experiment, "ablation": ablation or {}},
@@ -82,11 +95,15 @@ def test_table_has_the_mean_and_std_over_seeds_in_the_paper_layout(table_folder)
 def test_update_copies_a_section_into_its_marked_block(table_folder, tmp_path):
     readme = tmp_path / "docs" / "README.md"
     readme.parent.mkdir()
-    readme.write_text("intro\n<!-- report:paper_oneshot_mlpnet -->\nold table\n<!-- /report:paper_oneshot_mlpnet -->\nend\n")
+    readme.write_text(
+        "intro\n<!-- report:paper_oneshot_mlpnet -->\nold table\n<!-- /report:paper_oneshot_mlpnet -->\nend\n"
+    )
     report = build_report(table_folder, tmp_path / "docs" / "reports" / "mlpnet")
     assert update_markdown(readme, report) == ["paper_oneshot_mlpnet"]
     text = readme.read_text()
-    assert text.startswith("intro\n<!-- report:paper_oneshot_mlpnet -->\n") and text.endswith("<!-- /report:paper_oneshot_mlpnet -->\nend\n")
+    assert text.startswith("intro\n<!-- report:paper_oneshot_mlpnet -->\n") and text.endswith(
+        "<!-- /report:paper_oneshot_mlpnet -->\nend\n"
+    )
     assert "old table" not in text and "| 0.9 | 90.30 ± 0.00 | 92.50 ± 0.50 |" in text
     assert "![accuracy](reports/mlpnet/accuracy_paper_oneshot_mlpnet_mlpnet_mnist.png)" in text
     readme.write_text("no markers\n")
@@ -96,23 +113,38 @@ def test_update_copies_a_section_into_its_marked_block(table_folder, tmp_path):
 
 def test_ablation_folder_gets_curves_against_the_swept_key(tmp_path):
     for job, (iterations, acc, objective) in enumerate([(0, 90.0, 80.0), (10, 91.0, 60.0), (100, 92.0, 55.0)]):
-        write_run(tmp_path / str(job), pruner_settings("chita") | {"iterations": iterations}, 0.9, 0, acc,
-                  ablation={"pruner.iterations": iterations, "pruner.init": "magnitude"},
-                  experiment="ablation_iht_iterations", objective=objective)
+        write_run(
+            tmp_path / str(job),
+            pruner_settings("chita") | {"iterations": iterations},
+            0.9,
+            0,
+            acc,
+            ablation={"pruner.iterations": iterations, "pruner.init": "magnitude"},
+            experiment="ablation_iht_iterations",
+            objective=objective,
+        )
     report = build_report(tmp_path, tmp_path / "out")
     text = report.read_text()
     pngs = sorted(p.name for p in report.parent.glob("*.png"))  # a text-valued key only names series
     assert pngs == ["ablation_ablation_iht_iterations_mlpnet_mnist_pruner_iterations.png"]
     assert (report.parent / pngs[0]).stat().st_size > 10_000
     assert "| CHITA | 0.9 | 100 | magnitude | 1 | 92.00 | 0.55 | 4.0 |" in text
-    assert ("- CHITA, sparsity 0.9, pruner.init=magnitude: pruner.iterations 0 → 100: accuracy 90.00 → 92.00, "
-            "objective / n 0.8 → 0.55") in text
+    assert (
+        "- CHITA, sparsity 0.9, pruner.init=magnitude: pruner.iterations 0 → 100: accuracy 90.00 → 92.00, "
+        "objective / n 0.8 → 0.55"
+    ) in text
 
 
 def test_an_ad_hoc_sweep_of_a_pruner_setting_gets_one_column_per_value(tmp_path):
     for job, update in enumerate(["joint", "independent"]):
-        write_run(tmp_path / str(job), {"name": "woodfisher", "update": update, "n_samples": 100}, 0.9, 0, 90.0 + job,
-                  experiment=None)
+        write_run(
+            tmp_path / str(job),
+            {"name": "woodfisher", "update": update, "n_samples": 100},
+            0.9,
+            0,
+            90.0 + job,
+            experiment=None,
+        )
     text = build_report(tmp_path).read_text()
     assert "| sparsity | WoodFisher [update=independent] | WoodFisher [update=joint] |" in text
 

@@ -21,7 +21,7 @@ def test_cubic_is_zhu_gupta_and_front_loaded():
     levels = sparsity_levels("cubic", 0.5, 0.9, 5)
     assert levels[1] == pytest.approx(0.9 + (0.5 - 0.9) * (1 - 0.25) ** 3)
     linear = sparsity_levels("linear", 0.5, 0.9, 5)
-    assert all(c >= l for c, l in zip(levels, linear))
+    assert all(c >= lin for c, lin in zip(levels, linear))
 
 
 def test_exponential_shrinks_density_geometrically():

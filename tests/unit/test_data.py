@@ -14,8 +14,7 @@ from chitalab.data import CIFAR10DataModule, ImageFolderDataModule, MNISTDataMod
 from chitalab.data.augment import RandomCropFlip
 from chitalab.data.cifar10 import NORMALIZATIONS
 from chitalab.errors import UserError
-
-from conftest import CIFAR10_NPZ
+from tests.support import CIFAR10_NPZ
 
 
 def write_npz(path, shape=(32, 32, 3), n_train=20, n_test=10, seed=0):
@@ -74,7 +73,9 @@ def test_mnist_reads_an_array_file_when_asked(tmp_path):
 def test_source_errors_name_the_value_and_the_choices(tmp_path):
     with pytest.raises(UserError, match="dataset.source='hdf5' is not allowed; choose one of: auto, torchvision, npz"):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), source="hdf5")
-    with pytest.raises(UserError, match="dataset.normalization='imagenet' is not allowed; choose one of: paper, checkpoint"):
+    with pytest.raises(
+        UserError, match="dataset.normalization='imagenet' is not allowed; choose one of: paper, checkpoint"
+    ):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), normalization="imagenet")
     with pytest.raises(UserError, match="dataset.source=npz but .*cifar10.npz does not exist"):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), source="npz").setup()
@@ -112,7 +113,7 @@ def test_cifar10_training_batches_are_augmented_and_evaluation_batches_are_not(t
     torch.testing.assert_close(x_test, dm.test_set.tensors[0][:10])
     plain = CIFAR10DataModule(str(tmp_path), str(tmp_path), augment=False, batch_size=20)
     torch.manual_seed(0)
-    x_plain, y_plain = next(iter(plain.train_dataloader()))
+    x_plain, _ = next(iter(plain.train_dataloader()))
     assert any(torch.equal(x_plain[0], image) for image in plain.train_set.tensors[0])
 
 

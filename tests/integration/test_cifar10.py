@@ -7,7 +7,6 @@ Skipped, with the reason, when the data or the checkpoint is absent (see conftes
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,10 +15,8 @@ from hydra.utils import instantiate
 
 from chitalab.models import build_model
 from chitalab.outputs import RESULTS_FILE
+from tests.support import CHECKPOINT_DIR, CONF, DATA_DIR, needs_cifar10, run_cli
 
-from conftest import CHECKPOINT_DIR, DATA_DIR, needs_cifar10, run_cli
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 RESNET20 = ("model=resnet20", "dataset=cifar10")
 # The paper's code on this data (PAPER_TARGETS.md): dense 82.89 after BatchNorm re-estimation;
 # block backsolve (block 500, l2 1e-3, n = 1000) and MP at sparsity 0.6 / 0.7 / 0.8.
@@ -30,8 +27,13 @@ PAPER_CODE_MP = {0.6: 72.77, 0.7: 64.42, 0.8: 41.13}
 @needs_cifar10
 def test_checkpoint_normalisation_without_recalibration_gives_the_readmes_accuracy():
     """81.32 on the JPEG test set with (0.5, 0.5, 0.5), as the checkpoint README measured."""
-    overrides = [*RESNET20, "dataset.normalization=checkpoint", f"paths.data_dir={DATA_DIR}",
-                 f"paths.checkpoint_dir={CHECKPOINT_DIR}", "paths.output_dir=/tmp/x"]
+    overrides = [
+        *RESNET20,
+        "dataset.normalization=checkpoint",
+        f"paths.data_dir={DATA_DIR}",
+        f"paths.checkpoint_dir={CHECKPOINT_DIR}",
+        "paths.output_dir=/tmp/x",
+    ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     datamodule = instantiate(cfg.dataset.datamodule)
@@ -63,7 +65,9 @@ def test_one_shot_block_chita_is_at_least_as_accurate_as_the_papers_code(tmp_pat
     pruning itself (gradients and block solves) takes seconds; the whole run, dominated by
     the BatchNorm pass over 50,000 images, takes 75-105 s on 2 idle cores, but several
     times that when other jobs share them, so only the pruning time is asserted."""
-    done = run_cli(*RESNET20, "pruner.method=block", "pruner.l2=1e-3", f"sparsity={sparsity}", f"hydra.run.dir={tmp_path}")
+    done = run_cli(
+        *RESNET20, "pruner.method=block", "pruner.l2=1e-3", f"sparsity={sparsity}", f"hydra.run.dir={tmp_path}"
+    )
     assert done.returncode == 0, done.stderr
     run = json.loads((tmp_path / RESULTS_FILE).read_text())
     assert run["pruner"]["n_samples"] == 1000 and run["pruner"]["block_size"] == 500

@@ -76,8 +76,11 @@ def test_tight_budget_splits_into_groups_and_a_tighter_one_is_refused_with_the_k
 
 def _context(model, x, y):
     return PruneContext(
-        model=model.eval(), pruned=select_pruned(model), loss_fn=F.nll_loss,
-        draw_samples=lambda count, round=0: (x[:count], y[:count]), progress=False,
+        model=model.eval(),
+        pruned=select_pruned(model),
+        loss_fn=F.nll_loss,
+        draw_samples=lambda count, round=0: (x[:count], y[:count]),
+        progress=False,
     )
 
 
