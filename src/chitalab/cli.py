@@ -4,16 +4,19 @@ errors as one line with a non-zero exit code."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from omegaconf import DictConfig
 
-from .errors import UserError
+from .errors import ArgumentError, UserError
 
 log = logging.getLogger(__name__)
-CHECKED_GROUPS = ("model", "dataset", "pruner", "schedule", "logger", "experiment")
+CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
 EXIT_USER_ERROR = 2
+FULL_KEY = re.compile(r"\nfull_key: (\S+)")
 
 
 def group_choices(conf_dir: Path, group: str) -> list[str]:
@@ -21,14 +24,15 @@ def group_choices(conf_dir: Path, group: str) -> list[str]:
 
 
 def check_group_overrides(argv: list[str], conf_dir: Path) -> str | None:
-    """The error message for the first `group=value` override naming an unknown option,
-    sweeps (`pruner=mp,chita`) included; None when all are known."""
+    """The error message for the first `group=value` override (also a nested group such as
+    `pruner/solver=iht`) naming an unknown option, sweeps (`pruner=mp,chita`) included; None
+    when all are known."""
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
         key, _, value = arg.partition("=")
-        group = key.lstrip("+")
-        if group not in CHECKED_GROUPS or "(" in value:
+        group = key.lstrip("+~").split("@")[0]
+        if not (group in CHECKED_GROUPS or ("/" in group and group.split("/")[0] in CHECKED_GROUPS)) or "(" in value:
             continue
         choices = group_choices(conf_dir, group)
         for option in value.split(","):
@@ -38,29 +42,37 @@ def check_group_overrides(argv: list[str], conf_dir: Path) -> str | None:
 
 
 def find_user_error(err: BaseException) -> UserError | None:
-    """The UserError behind `err`, also when Hydra's instantiate wrapped it."""
-    seen = set()
-    while err is not None and id(err) not in seen:
-        if isinstance(err, UserError):
-            return err
-        seen.add(id(err))
-        err = err.__cause__ or err.__context__
+    """The UserError behind `err`, also when Hydra's instantiate wrapped it: an ArgumentError then
+    gets the config key Hydra was instantiating (`pruner.solver.iterations=...`)."""
+    seen: set[int] = set()
+    full_key = None
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ArgumentError) and full_key:
+            return current.with_prefix(full_key)
+        if isinstance(current, UserError):
+            return current
+        match = FULL_KEY.search(str(current))
+        if match:
+            full_key = match.group(1)  # the innermost wrapper names the object that failed
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Print `error: message` to stderr on one line (a wrapped library message, e.g. a failed
     download's, may hold newlines) and exit with the user-error code."""
     print(f"error: {' '.join(message.split())}", file=sys.stderr)
     raise SystemExit(EXIT_USER_ERROR)
 
 
-def run_job(cfg: DictConfig) -> dict:
+def run_job(cfg: DictConfig) -> None:
     """Run one job; user errors end it with one line on stderr and exit code 2."""
-    from .experiment import run  # heavy imports only once the config is known to be valid
+    from .run.main import run  # heavy imports only once the config is known to be valid
 
     try:
-        return run(cfg)
+        run(cfg)
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is None:

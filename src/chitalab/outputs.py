@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 from pathlib import Path
@@ -19,12 +18,13 @@ def _atomic_write(path: Path, write) -> None:
     os.replace(partial, path)
 
 
-def save_outputs(out_dir: Path, state_dict: dict, results: dict) -> None:
-    """Write pruned.pt (a plain state dict) and then results.json, each atomically."""
+def save_outputs(out_dir: Path, state_dict: dict, results_json: str) -> None:
+    """Write pruned.pt (a plain state dict) and then results.json (`results_json`, the text of
+    `chitalab.run.Results`), each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
     _atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
-    _atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(json.dumps(results, indent=2) + "\n"))
+    _atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(results_json))
 
 
 def flatten_metrics(results: dict, prefix: str = "") -> dict[str, float]:

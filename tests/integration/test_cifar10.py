@@ -13,7 +13,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from chitalab.models import build_model
+from chitalab.models import load_model
+from chitalab.run.config import read_model
 from chitalab.outputs import RESULTS_FILE
 from tests.support import CHECKPOINT_DIR, CONF, DATA_DIR, needs_cifar10, run_cli
 
@@ -37,7 +38,7 @@ def test_checkpoint_normalisation_without_recalibration_gives_the_readmes_accura
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     datamodule = instantiate(cfg.dataset.datamodule)
-    model = build_model(cfg.model).eval()
+    model = load_model(read_model(cfg.model)).eval()
     correct = 0
     with torch.no_grad():
         for x, y in datamodule.test_dataloader():

@@ -6,9 +6,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from chitalab.fisher import GradientSource
+from chitalab.params import select_pruned
+from chitalab.pruning import ChitaPruner, DrawKey, PruneContext, SampleStream
+from chitalab.solver import GLOBAL_TOP_K, Backsolve, Solver, SparsityConstraint
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
@@ -48,3 +57,45 @@ def run_cli(*overrides: str, cwd: Path | None = None) -> subprocess.CompletedPro
 
 
 SYNTHETIC = ("model=tiny_mlp", "dataset=synthetic")
+
+
+class FirstSamples(SampleStream):
+    """A sample stream that always returns the first `count` samples, so a test can compare a
+    pruner with gradients computed on known samples; it still records the keys drawn."""
+
+    def __init__(self, x: Tensor, y: Tensor):
+        super().__init__(data=TensorSamples(x, y), seed=0)
+
+    def draw(self, count: int, key: DrawKey) -> tuple[Tensor, Tensor]:
+        self.drawn.append(key)
+        return self.data.training_samples(torch.arange(count))
+
+
+@dataclass
+class TensorSamples:
+    """Training samples held as two tensors (what a SampleStream draws from)."""
+
+    x: Tensor
+    y: Tensor
+
+    @property
+    def num_train(self) -> int:
+        return len(self.x)
+
+    def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
+        return self.x[index], self.y[index]
+
+
+def prune_context(model: nn.Module, x: Tensor, y: Tensor, constraint: SparsityConstraint = GLOBAL_TOP_K, **kwargs):
+    """A PruneContext over all conv/linear weights of `model` (put in eval mode) whose samples
+    are the first rows of (x, y), with the NLL loss of MLPNet unless `loss_fn` is given."""
+    kwargs.setdefault("loss_fn", F.nll_loss)
+    kwargs.setdefault("progress", False)
+    return PruneContext(
+        model=model.eval(), pruned=select_pruned(model), samples=FirstSamples(x, y), constraint=constraint, **kwargs
+    )
+
+
+def chita(solver: Solver | None = None, l2: float = 1e-4, **gradients) -> ChitaPruner:
+    """A ChitaPruner with a backsolve solver by default and GradientSource(**gradients)."""
+    return ChitaPruner(GradientSource(**gradients), solver or Backsolve(), l2=l2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from chitalab.batchnorm import recalibrate_batchnorm
+from chitalab.training.batchnorm import recalibrate_batchnorm
 
 
 def test_batchnorm_recalibration_replaces_running_statistics_with_the_data_average():

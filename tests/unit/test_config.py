@@ -24,7 +24,8 @@ def test_defaults_are_the_paper_one_shot_setting():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config")
     assert (cfg.model.name, cfg.dataset.name, cfg.schedule.name) == ("mlpnet", "mnist", "oneshot")
-    assert cfg.pruner.n_samples == 1000 and cfg.pruner.fisher_mini_bsz == 1
+    assert cfg.pruner.gradients.n_samples == 1000 and cfg.pruner.gradients.mini_bsz == 1
+    assert cfg.pruner.solver._target_ == "chitalab.solver.ActiveSet" and cfg.pattern._target_ == "chitalab.solver.GlobalTopK"
     assert cfg.logger.offline is True
 
 

@@ -6,15 +6,14 @@ import random
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from chitalab import memory
 from chitalab.errors import UserError
-from chitalab.memory import GIB, IN_FLIGHT_SHARE, memory_budget, plan_fisher
+from chitalab.fisher import GradientSource, memory
+from chitalab.fisher import source as source_module
+from chitalab.fisher.memory import GIB, IN_FLIGHT_SHARE, memory_budget, plan_fisher
 from chitalab.models import MLPNet
-from chitalab.params import select_pruned
-from chitalab.pruners import ChitaPruner, PruneContext
-from chitalab.pruners import chita as chita_module
+from chitalab.pruning import ChitaBlockPruner
+from tests.support import chita, prune_context
 
 
 def test_budget_is_the_cap_or_half_of_the_free_memory(monkeypatch):
@@ -70,29 +69,19 @@ def test_tight_budget_splits_into_groups_and_a_tighter_one_is_refused_with_the_k
     with pytest.raises(UserError) as err:
         plan_fisher(10, sizes, [300], torch.float32, 1, 0, 10_000, hint="; lower pruner.block_size")
     message = str(err.value)
-    assert "GiB" in message and "n=10 x 300 weights" in message and "pruner.max_memory_gb" in message
+    assert "GiB" in message and "n=10 x 300 weights" in message and "gradients.max_memory_gb" in message
     assert message.endswith("lower pruner.block_size")
-
-
-def _context(model, x, y):
-    return PruneContext(
-        model=model.eval(),
-        pruned=select_pruned(model),
-        loss_fn=F.nll_loss,
-        draw_samples=lambda count, round=0: (x[:count], y[:count]),
-        progress=False,
-    )
 
 
 def test_pruner_refuses_a_fisher_that_does_not_fit_naming_the_estimate_and_the_knobs():
     torch.manual_seed(0)
     model = MLPNet(64, [16, 8], 4)
-    ctx = _context(model, torch.randn(50, 64), torch.randint(0, 4, (50,)))
+    ctx = prune_context(model, torch.randn(50, 64), torch.randint(0, 4, (50,)))
     with pytest.raises(UserError) as err:
-        ChitaPruner(method="backsolve", n_samples=50, max_memory_gb=1e-5).prune(ctx, 0.5)
+        chita(n_samples=50, max_memory_gb=1e-5).prune(ctx, 0.5)
     message = str(err.value)
     assert "GiB" in message and "n=50" in message
-    for knob in ("pruner.method=block", "pruner.n_samples", "pruner.max_memory_gb", "model.prune"):
+    for knob in ("pruner=chita_block", "gradients.n_samples", "gradients.max_memory_gb", "model.prune"):
         assert knob in message
 
 
@@ -102,20 +91,22 @@ def test_block_pruner_keeps_every_group_of_gradients_within_the_budget(monkeypat
     model = MLPNet(64, [32, 16], 4)
     x, y = torch.randn(40, 64), torch.randint(0, 4, (40,))
     held = []
-    collect = chita_module.collect_gradients
+    collect = source_module.collect_gradients
 
     def recording(*args, **kwargs):
         G = collect(*args, **kwargs)
         held.append(G.nbytes)
         return G
 
-    monkeypatch.setattr(chita_module, "collect_gradients", recording)
+    monkeypatch.setattr(source_module, "collect_gradients", recording)
     budget_gb = 120_000 / GIB
-    bounded = ChitaPruner(method="block", n_samples=40, block_size=64, max_memory_gb=budget_gb, l2=1e-3)
-    result = bounded.prune(_context(model, x, y), 0.7)
+    bounded = ChitaBlockPruner(GradientSource(n_samples=40, max_memory_gb=budget_gb), l2=1e-3, block_size=64)
+    result = bounded.prune(prune_context(model, x, y), 0.7)
     plan = result.stats["memory_plan"]
     assert plan["groups"] == len(held) > 1
     assert max(held) <= budget_gb * GIB and plan["peak_gib"] <= budget_gb
-    unbounded = ChitaPruner(method="block", n_samples=40, block_size=64, l2=1e-3).prune(_context(model, x, y), 0.7)
+    unbounded = ChitaBlockPruner(GradientSource(n_samples=40), l2=1e-3, block_size=64).prune(
+        prune_context(model, x, y), 0.7
+    )
     torch.testing.assert_close(result.weights, unbounded.weights)
     assert result.stats["objective"] == pytest.approx(unbounded.stats["objective"], rel=1e-5)

@@ -8,7 +8,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from chitalab.errors import UserError
-from chitalab.models import CifarResNet, MobileNetV1, build_model, create_timm_model, load_checkpoint, resnet20
+from chitalab.models import CifarResNet, MobileNetV1, create_timm_model, load_checkpoint, load_model, resnet20
+from chitalab.run.config import read_model
 from chitalab.params import select_pruned
 from tests.support import CONF, RESNET20_CHECKPOINT
 
@@ -66,7 +67,7 @@ def test_mobilenetv1_has_the_str_layout_and_the_papers_weight_count():
 
 
 def test_resnet50_is_torchvisions_architecture_with_all_convs_and_fc_pruned():
-    model = build_model(model_config("resnet50", "dataset=synthetic_imagenet"))
+    model = load_model(read_model(model_config("resnet50", "dataset=synthetic_imagenet")))
     assert "layer4.2.conv3.weight" in model.state_dict() and model.fc.out_features == 1000
     assert pruned_by_default(model, "resnet50").numel == 25_502_912
 
@@ -74,7 +75,7 @@ def test_resnet50_is_torchvisions_architecture_with_all_convs_and_fc_pruned():
 def test_a_tiny_timm_model_by_name():
     cfg = model_config("timm", "model.name=test_efficientnet", "dataset=synthetic")
     assert OmegaConf.to_container(cfg.net, resolve=True)["name"] == "test_efficientnet"
-    model = build_model(cfg).eval()
+    model = load_model(read_model(cfg)).eval()
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 4)  # the synthetic data set's 4 classes
     assert select_pruned(model).numel > 0
 
@@ -101,4 +102,4 @@ def test_unavailable_pretrained_weights_are_a_user_error(monkeypatch):
 def test_pretrained_and_a_checkpoint_together_are_refused():
     cfg = model_config("timm", "model.name=test_efficientnet", "model.pretrained=true", "model.checkpoint=x.pt")
     with pytest.raises(UserError, match="choose one weight source"):
-        build_model(cfg)
+        load_model(read_model(cfg))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from chitalab.errors import UserError
-from chitalab.schedules import SPARSITY_SCHEDULES, cosine_with_restarts, pruning_epochs, sparsity_levels
+from chitalab.errors import ArgumentError, UserError
+from chitalab.pruning import MagnitudePruner, MultiStagePruner
+from chitalab.pruning.schedules import SPARSITY_SCHEDULES, pruning_epochs, sparsity_levels
+from chitalab.training.lr import cosine_with_restarts
 
 
 @pytest.mark.parametrize("kind", [k for k in SPARSITY_SCHEDULES if k != "constant"])
@@ -37,7 +39,6 @@ def test_single_stage_and_constant_go_to_the_target():
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("quartic", 0.1, 0.9, 3), "schedule kind='quartic'"),
         (("cubic", 0.1, 0.9, 0), "number of stages=0"),
         (("cubic", 0.95, 0.9, 3), "base_level=0.95"),
     ],
@@ -47,9 +48,16 @@ def test_bad_schedules_are_refused(args, message):
         sparsity_levels(*args)
 
 
+def test_an_unknown_kind_is_a_programming_error_here_and_a_user_error_where_it_is_configured():
+    with pytest.raises(ValueError, match="got 'quartic'"):
+        sparsity_levels("quartic", 0.1, 0.9, 3)
+    with pytest.raises(ArgumentError, match="^schedule='quartic' is not allowed; choose one of: cubic"):
+        MultiStagePruner(MagnitudePruner(), schedule="quartic")
+
+
 def test_pruning_epochs():
     assert pruning_epochs(0, 12, 7) == [0, 12, 24, 36, 48, 60, 72]
-    with pytest.raises(UserError, match="schedule.prune_every=0"):
+    with pytest.raises(ArgumentError, match="^prune_every=0"):
         pruning_epochs(0, 0, 3)
 
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from chitalab.solver import (
+    Polish,
     Problem,
     active_set_iht,
     backsolve,
     fit_on_support,
     iht,
-    polish,
     ridge_on_support,
 )
 
@@ -151,8 +151,8 @@ def test_float32_agrees_with_float64(method):
 def test_polish_cd_approaches_backsolve_and_never_raises_the_objective():
     pr = make_problem(1, n=10)
     start = iht(pr, K, init="magnitude", max_iter=2)
-    polished = polish(pr, start.w, "cd", sweeps=200)
-    exact = polish(pr, start.w, "backsolve")
+    polished = Polish("cd", sweeps=200)(pr, start.w)
+    exact = Polish("backsolve")(pr, start.w)
     assert pr.objective(polished) <= start.objective
     assert pr.objective(polished) == pytest.approx(pr.objective(exact), rel=1e-6)
     assert set(torch.nonzero(polished).flatten().tolist()) <= set(torch.nonzero(start.w).flatten().tolist())

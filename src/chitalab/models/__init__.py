@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import DictConfig
 from torch import nn
 
-from ..errors import UserError
 from .checkpoint import load_checkpoint
 from .mlpnet import MLPNet
 from .mobilenet import MobileNetV1
@@ -22,26 +20,40 @@ __all__ = [
     "CifarResNet",
     "MLPNet",
     "MobileNetV1",
-    "build_model",
+    "ModelSpec",
     "create_timm_model",
     "load_checkpoint",
+    "load_model",
     "loss_function",
     "resnet20",
 ]
 
 
-def build_model(cfg: DictConfig) -> nn.Module:
-    """Instantiate `cfg.net` (timm-built nets fetch their weights when `cfg.pretrained` is set)
-    and load `cfg.checkpoint` when one is set."""
-    if cfg.get("pretrained") and cfg.get("checkpoint"):
-        raise UserError("model.pretrained=true and model.checkpoint are both set; choose one weight source")
-    model = instantiate(cfg.net)
-    if cfg.get("checkpoint"):
-        load_checkpoint(model, cfg.checkpoint, cfg.get("checkpoint_url"))
-        log.info("loaded weights from %s", cfg.checkpoint)
-    elif not cfg.get("pretrained"):
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model config, read: the network (random or timm-pretrained weights), where its weights
+    come from, whether BatchNorm statistics are re-estimated, and which weights are pruned
+    (shell-style patterns on weight names)."""
+
+    name: str
+    net: nn.Module
+    checkpoint: str | None = None
+    checkpoint_url: str | None = None
+    pretrained: bool = False
+    bn_recalibration: bool = False
+    include: tuple[str, ...] | list[str] = ("*",)
+    exclude: tuple[str, ...] | list[str] = ()
+
+
+def load_model(spec: ModelSpec) -> nn.Module:
+    """The spec's network with `spec.checkpoint` loaded when one is set (timm-built nets bring
+    their weights when `pretrained`)."""
+    if spec.checkpoint:
+        load_checkpoint(spec.net, spec.checkpoint, spec.checkpoint_url)
+        log.info("loaded weights from %s", spec.checkpoint)
+    elif not spec.pretrained:
         log.warning("model.checkpoint is not set: pruning randomly initialised weights")
-    return model
+    return spec.net
 
 
 def loss_function(model: nn.Module):

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..outputs import RESULTS_FILE
+from ..run.results import Results
 
 log = logging.getLogger(__name__)
 
-METHOD_LABELS = {"mp": "MP", "woodfisher": "WoodFisher", "chita": "CHITA", "chitapp": "CHITA++"}
 METHOD_ORDER = ("MP", "WoodFisher", "CBS", "CHITA", "CHITA++")
-DEFAULT_CHITA_METHOD = "active_set"
 
 
 @dataclass(frozen=True)
@@ -45,14 +44,6 @@ class Run:
     def cell(self) -> tuple:
         """What identifies a run apart from its seed: repeated cells are averaged over seeds."""
         return (self.experiment, self.setting, self.method, self.sparsity, tuple(self.ablation.items()))
-
-
-def method_label(pruner: dict) -> str:
-    """MP, WoodFisher, CHITA or CHITA++, with the solver in parentheses when it is not the default."""
-    name = pruner.get("name", "?")
-    label = METHOD_LABELS.get(name, name)
-    solver = pruner.get("stage_pruner", pruner).get("method") if name in ("chita", "chitapp") else None
-    return f"{label} ({solver})" if solver and solver != DEFAULT_CHITA_METHOD else label
 
 
 def base_method(label: str) -> str:
@@ -99,29 +90,27 @@ def distinguish_variants(runs: list[Run]) -> list[Run]:
     return out
 
 
-def _record(path: Path, results: dict) -> Run:
-    setting = f"{results['model']}/{results['dataset']}"
-    if results.get("schedule", "oneshot") != "oneshot":
-        setting += f"/{results['schedule']}"
-    pruner = results["pruner"]
-    fisher = pruner.get("stage_pruner", pruner)
-    report = results.get("report") or {}
+def _record(path: Path, results: Results) -> Run:
+    setting = f"{results.model}/{results.dataset}"
+    if results.schedule != "oneshot":
+        setting += f"/{results.schedule}"
+    fisher = results.pruner.get("stage_pruner", results.pruner).get("gradients") or {}
     return Run(
         path=path,
-        experiment=report.get("experiment"),
+        experiment=results.report.experiment,
         setting=setting,
-        method=method_label(pruner),
-        sparsity=float(results["sparsity"]["requested"]),
-        measured_sparsity=float(results["sparsity"]["measured"]),
-        seed=int(results["seed"]),
-        accuracy=float(results["pruned"]["test_acc"]),
-        dense_accuracy=float(results["dense"]["test_acc"]),
-        seconds=float(results["seconds"]["total"]),
-        solver_seconds=float(results["seconds"].get("solver", 0.0)),
-        objective=(results.get("solver") or {}).get("objective"),
+        method=results.method,
+        sparsity=results.sparsity.requested,
+        measured_sparsity=results.sparsity.measured,
+        seed=results.seed,
+        accuracy=results.pruned.test_acc,
+        dense_accuracy=results.dense.test_acc,
+        seconds=results.seconds.total,
+        solver_seconds=results.seconds.solver,
+        objective=results.solver.get("objective"),
         n_samples=fisher.get("n_samples"),
-        ablation=dict(report.get("ablation") or {}),
-        settings={k: v for k, v in _flatten(pruner).items() if k != "name"},
+        ablation=dict(results.report.ablation),
+        settings={k: v for k, v in _flatten(results.pruner).items() if k != "name"},
     )
 
 
@@ -131,7 +120,7 @@ def load_runs(folder: Path) -> list[Run]:
     runs = []
     for path in sorted(folder.rglob(RESULTS_FILE)):
         try:
-            runs.append(_record(path, json.loads(path.read_text())))
+            runs.append(_record(path, Results.from_json(path.read_text())))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
             log.warning("skipping %s: not a chitalab results file (%s)", path, err)
     newest: dict[tuple, tuple[float, Run]] = {}

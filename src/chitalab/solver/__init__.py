@@ -2,22 +2,33 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
-from .block import BlockSolveResult, block_backsolve, block_workspace_bytes, layer_blocks
+from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks
+from .constraint import GLOBAL_TOP_K, GlobalTopK, SparsityConstraint
 from .iht import INITS, iht
-from .polish import POLISH_METHODS, polish
+from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
+from .solvers import IHT, ActiveSet, Backsolve, Solver
 from .woodfisher import UPDATES as WOODFISHER_UPDATES
 from .woodfisher import BlockInverseFisher, obs_update, woodfisher
 
 __all__ = [
+    "GLOBAL_TOP_K",
+    "IHT",
     "INITS",
     "POLISH_METHODS",
     "WOODFISHER_UPDATES",
+    "ActiveSet",
+    "Backsolve",
     "BlockInverseFisher",
     "BlockSolveResult",
+    "ColumnSource",
+    "GlobalTopK",
+    "Polish",
     "Problem",
     "SolveResult",
+    "Solver",
+    "SparsityConstraint",
     "active_set_iht",
     "backsolve",
     "block_backsolve",
@@ -27,7 +38,6 @@ __all__ = [
     "iht",
     "layer_blocks",
     "obs_update",
-    "polish",
     "ridge_on_support",
     "top_k_support",
     "woodfisher",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .problem import Problem, hard_threshold
+from .constraint import GLOBAL_TOP_K, SparsityConstraint
+from .problem import Problem
 from .result import SolveResult
 
 
@@ -62,14 +63,19 @@ def fit_on_support(problem: Problem, support: Tensor, method: str = "auto") -> T
     return w
 
 
-def initial_support(problem: Problem, k: int, lipschitz: float | None = None) -> Tensor:
-    """Top-k support of w̄, after one 1/L gradient step when the first-order term moves w̄."""
-    return hard_threshold(problem.dense_start(lipschitz), k)[1]
+def initial_support(
+    problem: Problem, k: int, lipschitz: float | None = None, constraint: SparsityConstraint = GLOBAL_TOP_K
+) -> Tensor:
+    """The allowed support of w̄ (top-k by default), after one 1/L gradient step when the
+    first-order term moves w̄."""
+    return constraint.support(problem.dense_start(lipschitz), k)
 
 
-def backsolve(problem: Problem, k: int, method: str = "auto") -> SolveResult:
+def backsolve(
+    problem: Problem, k: int, method: str = "auto", constraint: SparsityConstraint = GLOBAL_TOP_K
+) -> SolveResult:
     """CHITA-BSO: magnitude support (see `initial_support`), then the exact ridge fit on it."""
-    support = initial_support(problem, k)
+    support = initial_support(problem, k, constraint=constraint)
     w = fit_on_support(problem, support, method)
     f = problem.objective(w)
     return SolveResult(w=w, objective=f, iterations=1, history=[f], converged=True)

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support
-from .problem import Problem, top_k_support
+from .constraint import GLOBAL_TOP_K, SparsityConstraint
+from .problem import Problem
 from .result import SolveResult
 
 ColumnSource = Callable[[int, int], Tensor]
@@ -135,8 +136,9 @@ def block_backsolve(
     l2: float,
     groups: Sequence[tuple[int, int]] | None = None,
     dtype: torch.dtype = torch.float32,
+    constraint: SparsityConstraint = GLOBAL_TOP_K,
 ) -> BlockSolveResult:
-    """Keep the k largest |w̄| and refit each block's kept weights exactly (see the module doc).
+    """Keep the allowed support of w̄ (the k largest |w̄| by default) and refit each block's kept weights exactly (see the module doc).
 
     `gradients` is G (n x p) or a callable giving G's columns [start, stop); it is called
     once per group in `groups` (consecutive column ranges made of whole blocks; one group by
@@ -145,8 +147,7 @@ def block_backsolve(
     """
     p = w_bar.numel()
     groups = list(groups) if groups is not None else [(0, p)]
-    keep = torch.zeros(p, dtype=torch.bool, device=w_bar.device)
-    keep[top_k_support(w_bar, k)] = True
+    keep = constraint.support_mask(w_bar, k)
     w = torch.zeros(p, dtype=dtype, device=w_bar.device)
     objective = objective_magnitude = 0.0
     for G, offset, group in group_columns(gradients, groups, blocks):

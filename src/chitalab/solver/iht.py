@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support, initial_support
-from .problem import Problem, hard_threshold, top_k_mask
+from .constraint import GLOBAL_TOP_K, SparsityConstraint
+from .problem import Problem
 from .result import SolveResult
 
 STEP_RULES = ("exact", "lipschitz")
@@ -46,8 +47,10 @@ def threshold_step(
     k: int,
     in_support: Tensor | None = None,
     Gg: Tensor | None = None,
+    constraint: SparsityConstraint = GLOBAL_TOP_K,
 ) -> Iterate:
-    """H_k(w − η∇f): a gradient step, then keep the k largest magnitudes.
+    """H_k(w − η∇f): a gradient step, then the projection onto `constraint` (by default the k
+    largest magnitudes).
 
     With Gg = G·(∇f on x's support, zero elsewhere) and `in_support` (the mask of x's support,
     see `support_mask`), the residual is updated instead of recomputed:
@@ -56,7 +59,7 @@ def threshold_step(
     then reads |D| columns of G, not all p.
     """
     v = x.w - eta * g
-    mask = top_k_mask(v, k)
+    mask = constraint.support_mask(v, k)
     w, support = v.masked_fill(~mask, 0), torch.nonzero(mask).flatten()
     if Gg is None or in_support is None:
         return make_iterate(problem, w, support)
@@ -69,29 +72,21 @@ def threshold_step(
     return Iterate(w, support, r, problem.objective(w, r))
 
 
-def _change_step(w_S: Tensor, g_S: Tensor, off_support_max: Tensor) -> float:
-    """Smallest step at which an off-support coordinate would overtake one on the support.
-
-    Off the support w = 0, so coordinate j reaches |η g_j| ≤ η M (M = max off-support |g|).
-    Coordinate i on it reaches |w_i − η g_i|, which falls below η M at
-    η = |w_i| / (|g_i| + M) when it moves towards zero, or η = |w_i| / (M − |g_i|) when it
-    moves away but more slowly than M grows.
-    """
-    abs_g = g_S.abs()
-    towards_zero = torch.sign(w_S) == torch.sign(g_S)
-    rate = torch.where(towards_zero, abs_g + off_support_max, off_support_max - abs_g)
-    steps = torch.where(rate > 0, w_S.abs() / rate.clamp_min(torch.finfo(w_S.dtype).tiny), torch.inf)
-    return float(steps.min()) if steps.numel() else float("inf")
-
-
 def _exact_step(
-    problem: Problem, x: Iterate, g: Tensor, k: int, inv_lipschitz: float, stall_tol: float, refit: bool
+    problem: Problem,
+    x: Iterate,
+    g: Tensor,
+    k: int,
+    inv_lipschitz: float,
+    stall_tol: float,
+    refit: bool,
+    constraint: SparsityConstraint,
 ) -> Iterate:
     """The paper's step: the exact minimiser along −∇f on the support when the support stays
     and the step makes progress; otherwise (the support would change, or the iterate sits at
     the optimum of its support) a short doubling line search from just below the
-    support-changing step, compared with the safe 1/L step. Returns x itself when no
-    candidate lowers f.
+    support-changing step (which the constraint computes), compared with the safe 1/L step.
+    Returns x itself when no candidate lowers f.
 
     G·g_S is computed once and shared: the exact step's curvature and residual use it, and so
     do the residual updates of every line-search candidate (see `threshold_step`).
@@ -99,7 +94,7 @@ def _exact_step(
     in_support = support_mask(problem.p, x.support)
     g_S = g.index_select(0, x.support)
     w_S = x.w.index_select(0, x.support)
-    eta_change = _change_step(w_S, g_S, g.abs().masked_fill_(in_support, 0).max())
+    eta_change = constraint.change_step(x.w, g, in_support, k)
     best = x
     Gg = problem.columns_times(x.support, g_S)
     g_norm2 = float(g_S @ g_S)
@@ -115,13 +110,13 @@ def _exact_step(
     # Progress needs a new support: try the safe 1/L step and steps from just below the
     # support-changing one, doubled up to LINE_SEARCH_DOUBLINGS times while that lowers f
     # (once a doubling raises f, longer steps are not tried); keep the best.
-    candidate = threshold_step(problem, x, g, inv_lipschitz, k, in_support, Gg)
+    candidate = threshold_step(problem, x, g, inv_lipschitz, k, in_support, Gg, constraint)
     best = candidate if candidate.f < best.f else best
     eta, previous = eta_change * (1 - 1e-4), float("inf")
     for _ in range(LINE_SEARCH_DOUBLINGS):
         if not 0 < eta < float("inf"):
             break
-        candidate = threshold_step(problem, x, g, eta, k, in_support, Gg)
+        candidate = threshold_step(problem, x, g, eta, k, in_support, Gg, constraint)
         if refit:
             candidate = make_iterate(problem, fit_on_support(problem, candidate.support), candidate.support)
         best = candidate if candidate.f < best.f else best
@@ -132,13 +127,19 @@ def _exact_step(
     return best
 
 
-def initial_point(problem: Problem, k: int, init: str, lipschitz: float | None = None) -> Tensor:
-    """The k-sparse start: the magnitude support of `Problem.dense_start`, with its exact ridge fit
+def initial_point(
+    problem: Problem,
+    k: int,
+    init: str,
+    lipschitz: float | None = None,
+    constraint: SparsityConstraint = GLOBAL_TOP_K,
+) -> Tensor:
+    """The k-sparse start: the allowed support of `Problem.dense_start` with its exact ridge fit
     ("backsolve", so no solver ends worse than CHITA-BSO) or with w̄'s values ("magnitude")."""
     if init == "backsolve":
-        return fit_on_support(problem, initial_support(problem, k, lipschitz))
+        return fit_on_support(problem, initial_support(problem, k, lipschitz, constraint))
     if init == "magnitude":
-        return hard_threshold(problem.dense_start(lipschitz), k)[0]
+        return constraint.project(problem.dense_start(lipschitz), k)[0]
     raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
 
 
@@ -152,28 +153,29 @@ def iht(
     step: str = "exact",
     lipschitz: float | None = None,
     refit: bool = False,
+    constraint: SparsityConstraint = GLOBAL_TOP_K,
 ) -> SolveResult:
-    """Minimise f subject to ‖w‖₀ ≤ k by iterative hard thresholding.
+    """Minimise f subject to w in `constraint` (by default ‖w‖₀ ≤ k) by iterative hard thresholding.
 
-    Starts from H_k(w0), or from `initial_point(init)` when w0 is None. The objective never increases:
-    a step is taken only when it lowers f, and iteration stops when none does or the
-    relative decrease falls below `tol`. `refit` scores line-search supports by their
-    exact ridge fit (see `_exact_step`): slower, lower objectives.
+    Starts from the projection of w0, or from `initial_point(init)` when w0 is None. The
+    objective never increases: a step is taken only when it lowers f, and iteration stops when
+    none does or the relative decrease falls below `tol`. `refit` scores line-search supports
+    by their exact ridge fit (see `_exact_step`): slower, lower objectives.
     """
     if step not in STEP_RULES:
         raise ValueError(f"step must be one of {', '.join(STEP_RULES)}, got {step!r}")
     L = problem.lipschitz() if lipschitz is None else lipschitz
     if w0 is None:
-        w0 = initial_point(problem, k, init, L)
-    x = make_iterate(problem, *hard_threshold(w0, k))
+        w0 = initial_point(problem, k, init, L, constraint)
+    x = make_iterate(problem, *constraint.project(w0, k))
     history = [x.f]
     converged = False
     for _ in range(max_iter):
         g = problem.gradient(x.w, x.r)
         if step == "exact":
-            candidate = _exact_step(problem, x, g, k, 1.0 / L, tol, refit)
+            candidate = _exact_step(problem, x, g, k, 1.0 / L, tol, refit, constraint)
         else:
-            candidate = threshold_step(problem, x, g, 1.0 / L, k)
+            candidate = threshold_step(problem, x, g, 1.0 / L, k, constraint=constraint)
         if not candidate.f < x.f:
             converged = True
             break

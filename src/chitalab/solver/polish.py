@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import check_choice, check_int
 from .backsolve import fit_on_support
 from .problem import Problem
 
@@ -33,12 +34,20 @@ def coordinate_descent(problem: Problem, w: Tensor, sweeps: int = 1) -> Tensor:
     return w
 
 
-def polish(problem: Problem, w: Tensor, method: str, sweeps: int = 1) -> Tensor:
-    """Improve w on its support: `cd` sweeps of coordinate descent, or the exact `backsolve`."""
-    if method == "none":
+class Polish:
+    """Refines a solution on its own support: `none`, `cd` (`sweeps` of coordinate descent) or
+    the exact `backsolve`."""
+
+    def __init__(self, method: str = "none", sweeps: int = 1):
+        self.method = check_choice("method", method, POLISH_METHODS)
+        self.sweeps = check_int("sweeps", sweeps, 1)
+
+    def __call__(self, problem: Problem, w: Tensor) -> Tensor:
+        if self.method == "cd":
+            return coordinate_descent(problem, w, self.sweeps)
+        if self.method == "backsolve":
+            return fit_on_support(problem, torch.nonzero(w).flatten())
         return w
-    if method == "cd":
-        return coordinate_descent(problem, w, sweeps)
-    if method == "backsolve":
-        return fit_on_support(problem, torch.nonzero(w).flatten())
-    raise ValueError(f"polish must be one of {', '.join(POLISH_METHODS)}, got {method!r}")
+
+    def settings(self) -> dict:
+        return {"method": self.method, "sweeps": self.sweeps}

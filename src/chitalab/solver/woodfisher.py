@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .backsolve import fit_on_support
 from .block import BlockSolveResult, ColumnSource, _one_thread, group_columns
+from .constraint import GLOBAL_TOP_K, SparsityConstraint
 from .problem import Problem
 
 UPDATES = ("joint", "independent", "none")
@@ -122,6 +123,7 @@ def woodfisher(
     groups: Sequence[tuple[int, int]] | None = None,
     frozen: Tensor | None = None,
     dtype: torch.dtype = torch.float64,
+    constraint: SparsityConstraint = GLOBAL_TOP_K,
 ) -> BlockSolveResult:
     """Keep the k most salient weights (see the module doc) and apply the OBS `update`.
 
@@ -145,13 +147,12 @@ def woodfisher(
             _group_inverse_diagonals(G, offset, group, l2, inverse_diagonal)
             del G  # free this group's columns before the next group's are computed
     # ρ_q = w_q² / (2 [F⁻¹]_qq). Round-off can push a tiny positive [F⁻¹]_qq to zero or below:
-    # such a weight is kept.
+    # such a weight is kept. The constraint keeps the allowed support of largest saliency.
     saliency = w_ref.square() / (2 * inverse_diagonal.clamp_min(torch.finfo(dtype).tiny))
     if frozen is not None:
-        saliency.masked_fill_(frozen.to(saliency.device), -torch.inf)
-    keep = torch.zeros(p, dtype=torch.bool, device=w_bar.device)
-    if k > 0:
-        keep[torch.topk(saliency, min(k, p), sorted=False).indices] = True
+        saliency.masked_fill_(frozen.to(saliency.device), 0)
+    keep = constraint.support_mask(saliency, min(k, p)) if k > 0 else torch.zeros(p, dtype=torch.bool)
+    keep = keep.to(w_bar.device)
     if frozen is not None:  # pruned even when k exceeds the other weights
         keep &= ~frozen.to(keep.device)
 

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
 from tqdm.auto import tqdm
 
-from .errors import UserError
-from .params import PrunedParams
+from ..errors import UserError
+from ..params import PrunedParams
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 

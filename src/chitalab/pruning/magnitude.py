@@ -1,18 +1,20 @@
-"""MP: global magnitude pruning."""
+"""MP: magnitude pruning under the sparsity constraint (global by default)."""
 
 from __future__ import annotations
 
 import time
 
 from ..params import keep_count
-from ..solver import hard_threshold
 from .base import PruneContext, Pruner, PruneResult
 
 
 class MagnitudePruner(Pruner):
-    """Keep the weights of largest magnitude across all pruned layers."""
+    """Keep the allowed support of largest magnitude (one global threshold by default)."""
 
     name = "mp"
+
+    def label(self) -> str:
+        return "MP"
 
     def settings(self) -> dict:
         return {"name": self.name}
@@ -22,5 +24,5 @@ class MagnitudePruner(Pruner):
         w_bar = ctx.pruned.flatten()
         if ctx.frozen is not None:
             w_bar = w_bar.masked_fill(ctx.frozen, 0)
-        w, _ = hard_threshold(w_bar, keep_count(sparsity, w_bar.numel()))
+        w, _ = ctx.constraint.project(w_bar, keep_count(sparsity, w_bar.numel()))
         return PruneResult(weights=w, solver_seconds=time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""Sparsity schedules, pruning epochs and the cosine learning rate with restarts.
+"""Sparsity schedules and pruning epochs.
 
 Pure functions of integers and floats, shared by CHITA++ (stages) and gradual pruning
 (epochs), in the spirit of torch's LR schedulers.
@@ -6,9 +6,7 @@ Pure functions of integers and floats, shared by CHITA++ (stages) and gradual pr
 
 from __future__ import annotations
 
-import math
-
-from .errors import UserError, check_int, choice_error
+from ..errors import UserError, check_int
 
 SPARSITY_SCHEDULES = ("cubic", "polynomial", "exponential", "linear", "constant")
 
@@ -21,8 +19,8 @@ def sparsity_levels(kind: str, base_level: float, target: float, num_stages: int
     1 − s shrinks geometrically; constant: every stage at the target. The first stage
     is at `base_level` and the last at `target`; a single stage goes straight to `target`.
     """
-    if kind not in SPARSITY_SCHEDULES:
-        raise choice_error("schedule kind", kind, SPARSITY_SCHEDULES)
+    if kind not in SPARSITY_SCHEDULES:  # the pruners and run kinds validate user input
+        raise ValueError(f"kind must be one of {', '.join(SPARSITY_SCHEDULES)}, got {kind!r}")
     check_int("number of stages", num_stages, 1)
     if not 0 <= base_level <= target < 1:
         raise UserError(f"base_level={base_level!r} is not allowed; it must be in [0, sparsity={target}]")
@@ -45,19 +43,7 @@ def sparsity_levels(kind: str, base_level: float, target: float, num_stages: int
 
 def pruning_epochs(first_epoch: int, prune_every: int, nprune_epochs: int) -> list[int]:
     """Epochs at which to prune: `first_epoch`, then every `prune_every`, `nprune_epochs` times."""
-    check_int("schedule.first_epoch", first_epoch, 0)
-    check_int("schedule.prune_every", prune_every, 1)
-    check_int("schedule.nprune_epochs", nprune_epochs, 1)
+    check_int("first_epoch", first_epoch, 0)
+    check_int("prune_every", prune_every, 1)
+    check_int("nprune_epochs", nprune_epochs, 1)
     return [first_epoch + i * prune_every for i in range(nprune_epochs)]
-
-
-def cosine_with_restarts(step: int, restarts: list[int], total_steps: int, min_ratio: float) -> float:
-    """LR multiplier at `step`: a cosine from 1 to `min_ratio` over each segment between
-    consecutive restart steps, the last segment ending at `total_steps`."""
-    starts = sorted(s for s in restarts if s <= step) or [0]
-    start = starts[-1]
-    later = [s for s in restarts if s > step]
-    end = later[0] if later else total_steps
-    length = max(end - start, 1)
-    progress = min((step - start) / length, 1.0)
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ..errors import UserError, check_int, choice_error
-from ..schedules import SPARSITY_SCHEDULES, sparsity_levels
+from ..errors import check_choice, check_fraction, check_int
 from .base import PruneContext, Pruner, PruneResult
+from .schedules import SPARSITY_SCHEDULES, sparsity_levels
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +16,10 @@ class MultiStagePruner(Pruner):
     """Prune with `stage_pruner` at each level of a sparsity schedule from `base_level`.
 
     Every stage starts from the previous stage's weights, so gradients (and w̄) are
-    recomputed there. With `allow_regrowth` false (the default) a weight pruned at one
-    stage stays zero at all later ones (monotone masks: the search space only shrinks);
-    with true, each stage may choose any support and bring weights back.
+    recomputed there, from the stage's own sample draw. With `allow_regrowth` false (the
+    default) a weight pruned at one stage stays zero at all later ones (monotone masks: the
+    search space only shrinks); with true, each stage may choose any support and bring
+    weights back.
     """
 
     name = "chitapp"
@@ -31,19 +32,18 @@ class MultiStagePruner(Pruner):
         base_level: float = 0.1,
         allow_regrowth: bool = False,
     ):
-        if schedule not in SPARSITY_SCHEDULES:
-            raise choice_error("pruner.schedule", schedule, SPARSITY_SCHEDULES)
-        if not 0 <= base_level < 1:
-            raise UserError(f"pruner.base_level={base_level!r} is not allowed; it must be in [0, 1)")
-        check_int("pruner.num_stages", num_stages, 1)
         self.stage_pruner = stage_pruner
-        self.num_stages = num_stages
-        self.schedule = schedule
-        self.base_level = base_level
-        self.allow_regrowth = allow_regrowth
+        self.num_stages = check_int("num_stages", num_stages, 1)
+        self.schedule = check_choice("schedule", schedule, SPARSITY_SCHEDULES)
+        self.base_level = check_fraction("base_level", base_level)
+        self.allow_regrowth = bool(allow_regrowth)
 
     def samples_needed(self) -> int:
         return self.stage_pruner.samples_needed()
+
+    def label(self) -> str:
+        base, _, variant = self.stage_pruner.label().partition(" ")
+        return f"{base}++ {variant}".strip()
 
     def settings(self) -> dict:
         return {
@@ -61,7 +61,7 @@ class MultiStagePruner(Pruner):
         stages: list[dict] = []
         fisher_seconds = solver_seconds = 0.0
         for i, level in enumerate(levels):
-            stage_ctx = dataclasses.replace(ctx, round=ctx.round + i, frozen=None if self.allow_regrowth else frozen)
+            stage_ctx = dataclasses.replace(ctx, stage=i, frozen=None if self.allow_regrowth else frozen)
             outcome = self.stage_pruner.prune(stage_ctx, level)
             ctx.pruned.assign(outcome.weights)
             frozen = outcome.weights == 0
@@ -76,13 +76,12 @@ class MultiStagePruner(Pruner):
                 "objective": outcome.stats.get("objective"),
             }
             if ctx.evaluate is not None:
-                metrics = ctx.evaluate()
-                record.update(test_acc=metrics["acc"], test_loss=metrics["loss"])
+                record.update(ctx.evaluate())
             log.info("CHITA++ stage %d/%d: %s", i + 1, len(levels), {k: v for k, v in record.items() if k != "stage"})
             stages.append(record)
         return PruneResult(
             weights=ctx.pruned.flatten(),
             fisher_seconds=fisher_seconds,
             solver_seconds=solver_seconds,
-            stats={"stages": stages},
+            stages=stages,
         )

@@ -11,7 +11,7 @@ from itertools import accumulate
 
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 GIB = 1024**3
 FREE_FRACTION = 0.5  # of the free memory, when no cap is given: the rest is left for the model and data
@@ -133,7 +133,7 @@ def plan_fisher(
             raise UserError(
                 f"the Fisher gradients need about {gib(need)} (n={n} x {cuts[i] - start} weights in "
                 f"{dtype_name(dtype)}, {chunk} gradient rows in flight) but only {gib(budget)} "
-                f"may be used (pruner.max_memory_gb; null means half of the free memory){hint}"
+                f"may be used (gradients.max_memory_gb; null means half of the free memory){hint}"
             )
         lo, hi = i, len(cuts) - 1  # the farthest cut that still fits: costs grow with the stop
         while lo < hi:

@@ -4,23 +4,34 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any, Protocol, cast
 
 import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .params import PrunedParams
-from .pruners import PruneContext, Pruner
-from .pruners.base import SampleSource
+from ..outputs import flatten_metrics
+from ..params import PrunedParams
+from ..pruning import LossFn, PruneContext, Pruner, SampleStream
+from ..solver import SparsityConstraint
 
 log = logging.getLogger(__name__)
-Evaluate = Callable[[nn.Module], dict[str, float]]
+EvaluateNet = Callable[[nn.Module], dict[str, float]]
+"""net -> {"test_acc", "test_loss"} (see `chitalab.training.module.test_metrics`)."""
+
+
+class PrunableModule(Protocol):
+    """What the callback needs from the LightningModule: the network and its loss."""
+
+    net: nn.Module
+    loss_fn: LossFn
 
 
 class GradualPruning(pl.Callback):
-    """Prune `module.net` at the start of each epoch in `epochs` to the matching sparsity
-    in `levels`, then keep pruned weights exactly zero while fine-tuning: their gradients
+    """Prune the module's `net` at the start of each epoch in `epochs` to the matching sparsity
+    in `levels` (the pruner sees the same `PruneContext` as in a one-shot run: the run's sample
+    stream with the step's own draws, the constraint, and an evaluation), then keep pruned weights exactly zero while fine-tuning: their gradients
     are zeroed before each optimizer step, their momentum buffers when pruning, and the
     weights after each step.
 
@@ -37,8 +48,9 @@ class GradualPruning(pl.Callback):
         epochs: list[int],
         levels: list[float],
         pruned_names: list[str],
-        draw_samples: SampleSource,
-        evaluate: Evaluate | None = None,
+        samples: SampleStream,
+        constraint: SparsityConstraint,
+        evaluate: EvaluateNet | None = None,
         allow_regrowth: bool = False,
         progress: bool = True,
     ):
@@ -48,7 +60,8 @@ class GradualPruning(pl.Callback):
         self.epochs = list(epochs)
         self.levels = list(levels)
         self.pruned_names = list(pruned_names)
-        self.draw_samples = draw_samples
+        self.samples = samples
+        self.constraint = constraint
         self.evaluate = evaluate
         self.allow_regrowth = allow_regrowth
         self.progress = progress
@@ -57,11 +70,11 @@ class GradualPruning(pl.Callback):
         self.trajectory: list[dict] = []
 
     # ----------------------------------------------------------------- helpers
-    def _pruned(self, module: pl.LightningModule) -> PrunedParams:
+    def _pruned(self, module: PrunableModule) -> PrunedParams:
         params = dict(module.net.named_parameters())
         return PrunedParams(self.pruned_names, [params[name] for name in self.pruned_names])
 
-    def _masked_params(self, module: pl.LightningModule) -> list[tuple[nn.Parameter, Tensor]]:
+    def _masked_params(self, module: PrunableModule) -> list[tuple[nn.Parameter, Tensor]]:
         """(weight, mask) pairs; a mask restored from a checkpoint moves to its weight's device once."""
         pairs = []
         for name, p in zip(self.pruned_names, self._pruned(module).params):
@@ -83,31 +96,36 @@ class GradualPruning(pl.Callback):
         return [float(v) for v in trainer.strategy.all_gather(local).reshape(-1)]
 
     # ------------------------------------------------------------------ pruning
-    def _prune_step(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def _prune_step(self, trainer: pl.Trainer, module: PrunableModule) -> None:
         step, level = self.next_step, self.levels[self.next_step]
         net = module.net
         pruned = self._pruned(module)
         was_training = net.training
         net.eval()
-        timing = None
+        timing: dict[str, Any] | None = None
+        stages: list[dict] = []
         if trainer.is_global_zero:
             frozen = None
             if self.masks is not None and not self.allow_regrowth:
                 frozen = torch.cat([~self.masks[name].reshape(-1) for name in self.pruned_names]).to(
                     pruned.params[0].device
                 )
+            evaluate = self.evaluate
             ctx = PruneContext(
                 model=net,
                 pruned=pruned,
                 loss_fn=module.loss_fn,
-                draw_samples=self.draw_samples,
+                samples=self.samples,
+                constraint=self.constraint,
                 progress=self.progress,
-                round=step,
+                step=step,
                 frozen=frozen,
+                evaluate=None if evaluate is None else (lambda: evaluate(net)),
             )
             outcome = self.pruner.prune(ctx, level)
             pruned.assign(outcome.weights)
             timing = {"fisher_seconds": outcome.fisher_seconds, "solver_seconds": outcome.solver_seconds}
+            stages = outcome.stages
         if trainer.world_size > 1:
             for p in pruned.params:
                 dist.broadcast(p.data, src=0)
@@ -125,14 +143,15 @@ class GradualPruning(pl.Callback):
             **timing,
             "rank_checksums": self._checksums(trainer, pruned),
         }
+        if stages:
+            record["stages"] = stages
         if self.evaluate is not None and trainer.is_global_zero:
-            metrics = self.evaluate(net)
-            record.update(acc_after_pruning=metrics["acc"], loss_after_pruning=metrics["loss"])
+            record["after_pruning"] = self.evaluate(net)
         self.trajectory.append(record)
         log.info("pruning step %d at epoch %d: %s", step, trainer.current_epoch, record)
-        self._log(trainer, {f"prune/{k}": v for k, v in record.items() if isinstance(v, (int, float))})
+        self._log(trainer, flatten_metrics({k: v for k, v in record.items() if k != "stages"}, "prune/"))
 
-    def _zero_momentum(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def _zero_momentum(self, trainer: pl.Trainer, module: PrunableModule) -> None:
         for optimizer in trainer.optimizers:
             for p, mask in self._masked_params(module):
                 state = optimizer.state.get(p, {})
@@ -141,25 +160,30 @@ class GradualPruning(pl.Callback):
                         state[buffer].mul_(mask)
 
     # -------------------------------------------------------------- Lightning hooks
-    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def on_train_epoch_start(self, trainer: pl.Trainer, lightning_module: pl.LightningModule) -> None:
+        module = cast(PrunableModule, lightning_module)
         if self.next_step < len(self.epochs) and trainer.current_epoch == self.epochs[self.next_step]:
             self._prune_step(trainer, module)
 
-    def on_before_optimizer_step(self, trainer: pl.Trainer, module: pl.LightningModule, optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, lightning_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        module = cast(PrunableModule, lightning_module)
         if self.masks is not None:
             for p, mask in self._masked_params(module):
                 if p.grad is not None:
                     p.grad.mul_(mask)
 
     def on_train_batch_end(
-        self, trainer: pl.Trainer, module: pl.LightningModule, outputs, batch, batch_idx: int
+        self, trainer: pl.Trainer, lightning_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        module = cast(PrunableModule, lightning_module)
         if self.masks is not None:
             with torch.no_grad():
                 for p, mask in self._masked_params(module):
                     p.mul_(mask)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+    def on_train_epoch_end(self, trainer: pl.Trainer, lightning_module: pl.LightningModule) -> None:
         """At the end of a fine-tuning phase, record the accuracy it reached."""
         following = trainer.current_epoch + 1
         phase_ends = following == trainer.max_epochs or (
@@ -167,14 +191,12 @@ class GradualPruning(pl.Callback):
         )
         if not (phase_ends and self.trajectory and self.evaluate is not None and trainer.is_global_zero):
             return
-        metrics = self.evaluate(module.net)
         record = self.trajectory[-1]
-        record.update(
-            finetuned_until_epoch=trainer.current_epoch,
-            acc_after_finetuning=metrics["acc"],
-            loss_after_finetuning=metrics["loss"],
+        net = cast(PrunableModule, lightning_module).net
+        record.update(finetuned_until_epoch=trainer.current_epoch, after_finetuning=self.evaluate(net))
+        self._log(
+            trainer, flatten_metrics({"step": record["step"], "after_finetuning": record["after_finetuning"]}, "prune/")
         )
-        self._log(trainer, {"prune/acc_after_finetuning": metrics["acc"], "prune/step": record["step"]})
 
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

@@ -1,0 +1,136 @@
+"""The gradient source: where every Fisher-based pruner gets G.
+
+One object plans the memory of G, collects it (whole, or one column group at a time for the
+block-diagonal methods), refuses non-finite gradients and times itself. Pruners receive a
+source from the config (`pruner.gradients`); none implements collection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import check_choice, check_int, check_number
+from ..params import PrunedParams
+from .gradients import activation_bytes, check_finite_gradients, collect_gradients
+from .memory import FisherPlan, memory_budget, plan_fisher
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+HALF_DTYPES = ("bfloat16", "float16")  # storage only: solvers that compute in the storage dtype refuse them
+MEMORY_KNOBS = "lower gradients.n_samples or gradients.chunk_size, prune fewer layers (model.prune.include/exclude)"
+LossFn = Callable[..., Tensor]
+
+
+class FisherGradients:
+    """G for one draw of samples, as `GradientSource.prepare` planned it: `whole()` when the
+    plan has one group, or `columns(start, stop)` per group. `seconds` adds up the planning
+    and every collection."""
+
+    def __init__(
+        self,
+        source: GradientSource,
+        model: nn.Module,
+        pruned: PrunedParams,
+        loss_fn: LossFn,
+        x: Tensor,
+        y: Tensor,
+        plan: FisherPlan,
+        progress: bool,
+        seconds: float,
+    ):
+        self.source, self.model, self.pruned, self.loss_fn = source, model, pruned, loss_fn
+        self.x, self.y, self.plan, self.progress, self.seconds = x, y, plan, progress, seconds
+
+    def columns(self, start: int, stop: int) -> Tensor:
+        """Columns [start, stop) of G (n x (stop − start), column-major); refused when not finite."""
+        tic = time.perf_counter()
+        G = collect_gradients(
+            self.model,
+            self.pruned,
+            self.loss_fn,
+            self.x,
+            self.y,
+            mini_bsz=self.source.mini_bsz,
+            chunk_size=self.plan.chunk_size,
+            dtype=self.source.torch_dtype,
+            progress=self.progress,
+            columns=(start, stop),
+        )
+        check_finite_gradients(G)
+        self.seconds += time.perf_counter() - tic
+        return G
+
+    def whole(self) -> Tensor:
+        """All of G; only for a plan of one group."""
+        if len(self.plan.groups) != 1:
+            raise ValueError(f"the plan splits G into {len(self.plan.groups)} groups; read them with columns()")
+        return self.columns(0, self.pruned.numel)
+
+
+class GradientSource:
+    """Per-sample gradients of the loss (the empirical Fisher's rows): `n_samples` rows, each the
+    mean over `mini_bsz` samples, stored in `dtype`, computed `chunk_size` rows per vectorised
+    call, within `max_memory_gb` (null: half of the free memory)."""
+
+    def __init__(
+        self,
+        n_samples: int = 1000,
+        mini_bsz: int = 1,
+        dtype: str = "float32",
+        chunk_size: int = 64,
+        max_memory_gb: float | None = None,
+    ):
+        self.n_samples = check_int("n_samples", n_samples, 1)
+        self.mini_bsz = check_int("mini_bsz", mini_bsz, 1)
+        self.dtype = check_choice("dtype", dtype, tuple(DTYPES))
+        self.chunk_size = check_int("chunk_size", chunk_size, 1)
+        self.max_memory_gb = None if max_memory_gb is None else check_number("max_memory_gb", max_memory_gb, 0, False)
+
+    @property
+    def samples_needed(self) -> int:
+        """Training samples one collection draws."""
+        return self.n_samples * self.mini_bsz
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def settings(self) -> dict:
+        return dict(vars(self))
+
+    def prepare(
+        self,
+        model: nn.Module,
+        pruned: PrunedParams,
+        loss_fn: LossFn,
+        x: Tensor,
+        y: Tensor,
+        cuts: Sequence[int] | None = None,
+        workspace: int = 0,
+        hint: str = "",
+        progress: bool = True,
+    ) -> FisherGradients:
+        """Plan G for the samples (x, y): column groups ending at `cuts` (None: G whole) that fit
+        the budget with `workspace` bytes left for the solver. The plan is logged; a budget too
+        small raises a UserError naming the knobs (and `hint`, the pruner's own)."""
+        tic = time.perf_counter()
+        m = self.mini_bsz
+        plan = plan_fisher(
+            n=self.n_samples,
+            sizes=pruned.sizes,
+            cuts=list(cuts) if cuts is not None else [pruned.numel],
+            dtype=self.torch_dtype,
+            chunk_size=self.chunk_size,
+            activation_bytes=activation_bytes(model, loss_fn, x[:m], y[:m]),
+            budget=memory_budget(self.max_memory_gb, pruned.params[0].device),
+            workspace=workspace,
+            hint=f"; {hint + ', ' if hint else ''}{MEMORY_KNOBS}, or raise gradients.max_memory_gb",
+        )
+        log.info(plan.describe())
+        return FisherGradients(self, model, pruned, loss_fn, x, y, plan, progress, time.perf_counter() - tic)

@@ -1,0 +1,136 @@
+"""CHITA: prune by solving the L0-constrained Fisher regression with any solver."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import torch
+
+from ..errors import ArgumentError, check_number
+from ..fisher import HALF_DTYPES, FisherGradients, GradientSource
+from ..params import keep_count
+from ..solver import Polish, Problem, Solver
+from .base import PruneContext, Pruner, PruneResult
+from .step_search import StepSearch
+
+log = logging.getLogger(__name__)
+
+
+def check_feasible(ctx: PruneContext, w: torch.Tensor, k: int, who: str) -> None:
+    """Refuse a result the sparsity constraint does not allow (a bug, not a user error)."""
+    if not ctx.constraint.is_feasible(w, k):
+        raise RuntimeError(f"{who} returned weights that {type(ctx.constraint).__name__} does not allow (k={k})")
+
+
+def prepare_gradients(
+    ctx: PruneContext, source: GradientSource, cuts: list[int] | None = None, workspace: int = 0, hint: str = ""
+) -> FisherGradients:
+    """Draw this step's and stage's Fisher samples and plan G for them (see
+    `GradientSource.prepare`); the draw counts towards the Fisher's seconds."""
+    tic = time.perf_counter()
+    x, y = ctx.draw("fisher", source.samples_needed)
+    drawn = time.perf_counter() - tic
+    fisher = source.prepare(ctx.model, ctx.pruned, ctx.loss_fn, x, y, cuts, workspace, hint, ctx.progress)
+    fisher.seconds += drawn
+    return fisher
+
+
+class ChitaPruner(Pruner):
+    """Single-stage CHITA, composed of a gradient source, a solver and the run's constraint.
+
+    G comes from `gradients` (held whole); the problem is the ridge `l2` around w̄, with the
+    first-order term a = Σ g_i / m when `first_order_term`; `solver` chooses the support and
+    values, `polish` refines them on their support, and `step_search` (optional) damps the move
+    by the loss on fresh training samples.
+    """
+
+    name = "chita"
+
+    def __init__(
+        self,
+        gradients: GradientSource,
+        solver: Solver,
+        l2: float = 1e-4,
+        first_order_term: bool = False,
+        polish: Polish | None = None,
+        step_search: StepSearch | None = None,
+    ):
+        if gradients.dtype in HALF_DTYPES:
+            raise ArgumentError(
+                "gradients",
+                f"gradients.dtype={gradients.dtype} is not available to the chita solvers, which compute in the "
+                "storage dtype; use float32 or float64, or the block method (pruner=chita_block)",
+            )
+        self.gradients = gradients
+        self.solver = solver
+        self.l2 = check_number("l2", l2, 0)
+        self.first_order_term = bool(first_order_term)
+        self.polish = polish or Polish()
+        self.step_search = step_search
+
+    def samples_needed(self) -> int:
+        return max(self.gradients.samples_needed, self.step_search.samples if self.step_search else 0)
+
+    def label(self) -> str:
+        return f"CHITA ({self.solver.name})"
+
+    def settings(self) -> dict:
+        return {
+            "name": self.name,
+            "l2": self.l2,
+            "first_order_term": self.first_order_term,
+            "gradients": self.gradients.settings(),
+            "solver": self.solver.settings(),
+            "polish": self.polish.settings(),
+            "step_search": None if self.step_search is None else self.step_search.settings(),
+        }
+
+    def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
+        w_bar = ctx.pruned.flatten()
+        k = keep_count(sparsity, w_bar.numel())
+        dtype = self.gradients.torch_dtype
+
+        fisher = prepare_gradients(ctx, self.gradients, hint="use the block method (pruner=chita_block)")
+        G = fisher.whole()
+
+        start = time.perf_counter()
+        first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
+        full = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
+        # Frozen weights stay zero: solve over the others only.
+        alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
+        problem = full if alive is None else full.restrict(alive)
+        constraint = ctx.constraint if alive is None else ctx.constraint.restrict(alive)
+        result = self.solver.solve(problem, min(k, problem.p), constraint)
+        w = self.polish(problem, result.w)
+        stats = result.stats()
+        if alive is not None:
+            w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
+            # The restricted objective differs from the full one by a constant.
+            offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
+            stats["objective_history"] = [h + offset for h in result.history]
+        if self.step_search is not None:
+            damped, search = self.step_search(ctx, w_bar, w.to(w_bar.dtype))
+            w = damped.to(dtype)
+            stats.update(search)
+        check_feasible(ctx, w, k, self.label())
+        objective = full.objective(w)
+        solver_seconds = time.perf_counter() - start
+
+        stats.update(
+            objective=objective,
+            objective_magnitude=full.objective(ctx.constraint.project(full.w_bar, k)[0]),
+            k=k,
+            memory_plan=fisher.plan.summary(),
+        )
+        log.info(
+            "%s: objective %.6g (magnitude pruning: %.6g), %d iterations, %.2fs",
+            self.label(),
+            objective,
+            stats["objective_magnitude"],
+            result.iterations,
+            solver_seconds,
+        )
+        return PruneResult(
+            weights=w.to(w_bar.dtype), fisher_seconds=fisher.seconds, solver_seconds=solver_seconds, stats=stats
+        )

@@ -1,0 +1,162 @@
+"""A job: the typed configuration (`JobConfig`), and the objects built from it before any long
+work (`Job`: data set up, model loaded and checked, pruned weights, constraint, samples)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+
+from ..data import PruningDataModule
+from ..errors import ArgumentError, UserError
+from ..models import ModelSpec, load_model, loss_function
+from ..params import PrunedParams, keep_count, select_pruned
+from ..pruning import Evaluate, PruneContext, Pruner, SampleStream
+from ..solver import SparsityConstraint
+from ..training import recalibrate_batchnorm
+from .results import Evaluation, ReportKeys
+
+log = logging.getLogger(__name__)
+
+PatternFactory = Callable[..., SparsityConstraint]
+"""shapes= -> constraint: the `_partial_` pattern, bound to the pruned tensors' shapes by the job."""
+
+
+@dataclass
+class RunOutcome:
+    """What a run kind measured; the run turns it into `Results`."""
+
+    dense: Evaluation
+    pruned: Evaluation
+    fisher_seconds: float
+    solver_seconds: float
+    solver: dict
+    trajectory: list[dict]
+    writes_outputs: bool  # false on the non-zero ranks of a DDP run
+    unlogged_series: list[dict]  # trajectory records the logger has not seen yet (one step each)
+
+
+class RunKind(Protocol):
+    """One-shot or gradual (`schedule._target_`): how a job prunes."""
+
+    name: str
+    batch_size: int | None
+
+    def execute(self, job: Job) -> RunOutcome: ...
+
+
+@dataclass
+class JobConfig:
+    """Everything a job is built from, read and validated before any long work starts."""
+
+    seed: int
+    sparsity: float
+    progress: bool
+    out_dir: Path
+    ckpt_path: str | None
+    device: torch.device
+    model: ModelSpec
+    dataset: str
+    num_classes: int
+    datamodule: PruningDataModule
+    pruner: Pruner
+    pattern: PatternFactory
+    kind: RunKind
+    trainer: Callable[..., pl.Trainer]
+    logger: Any
+    report: ReportKeys
+    config: dict[str, Any]  # the resolved config, for the experiment logger
+
+
+@dataclass
+class Job:
+    """A job ready to run."""
+
+    config: JobConfig
+    net: torch.nn.Module
+    pruned: PrunedParams
+    constraint: SparsityConstraint
+    samples: SampleStream
+
+    @property
+    def loss_fn(self) -> Callable[..., torch.Tensor]:
+        return loss_function(self.net)
+
+    def trainer(self, callbacks: Sequence[Callback] = (), **kwargs: Any) -> pl.Trainer:
+        """The configured Lightning Trainer with the job's logger, folder, progress and `kwargs`."""
+        c = self.config
+        return c.trainer(
+            logger=c.logger if c.logger is not None else False,
+            callbacks=list(callbacks),
+            enable_progress_bar=c.progress,
+            default_root_dir=str(c.out_dir),
+            **kwargs,
+        )
+
+    def recalibrate_batchnorm(self) -> None:
+        """Re-estimate BatchNorm statistics on the training set when the model asks for it."""
+        if self.config.model.bn_recalibration:
+            recalibrate_batchnorm(
+                self.net.to(self.config.device), self.config.datamodule.train_dataloader(), self.config.progress
+            )
+
+    def context(self, evaluate: Evaluate | None = None) -> PruneContext:
+        """The pruner's view of the job (one-shot: step 0)."""
+        return PruneContext(
+            model=self.net,
+            pruned=self.pruned,
+            loss_fn=self.loss_fn,
+            samples=self.samples,
+            constraint=self.constraint,
+            progress=self.config.progress,
+            evaluate=evaluate,
+        )
+
+
+def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_name: str, dataset_name: str) -> None:
+    """Run two samples through the model so a shape mismatch fails early with a clear message."""
+    x, _ = datamodule.training_samples(torch.arange(2))
+    try:
+        with torch.no_grad():
+            net.eval()(x)
+    except RuntimeError as err:
+        raise UserError(
+            f"model {model_name} cannot take {dataset_name} inputs of shape {tuple(x.shape[1:])}: {err}"
+        ) from None
+
+
+def build_job(config: JobConfig) -> Job:
+    """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
+    datamodule = config.datamodule
+    datamodule.setup()
+    needed = config.pruner.samples_needed()
+    if needed > datamodule.num_train:
+        raise UserError(
+            f"the pruner needs {needed} training samples at once (n_samples x mini_bsz, or the step search's) "
+            f"but the training set has {datamodule.num_train}"
+        )
+    net = load_model(config.model)
+    check_compatible(net, datamodule, config.model.name, config.dataset)
+    pruned = select_pruned(net, config.model.include, config.model.exclude)
+    pruned.check_finite()
+    try:
+        constraint = config.pattern(shapes=pruned.shapes)
+    except ArgumentError as err:
+        raise err.with_prefix("pattern") from None
+    log.info(
+        "pruning %d weights in %d tensors of %s to sparsity %.4g (keep %d) with %s, %s",
+        pruned.numel,
+        len(pruned.names),
+        config.model.name,
+        config.sparsity,
+        keep_count(config.sparsity, pruned.numel),
+        config.pruner.label(),
+        config.kind.name,
+    )
+    return Job(config, net, pruned, constraint, SampleStream(datamodule, config.seed))

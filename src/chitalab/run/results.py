@@ -1,0 +1,94 @@
+"""The schema of results.json: one dataclass, written once by the run, read by the report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Test accuracy (percent) and mean test loss."""
+
+    test_acc: float
+    test_loss: float
+
+
+@dataclass(frozen=True)
+class Sparsity:
+    requested: float
+    measured: float  # the fraction of exact zeros among the pruned weights
+
+
+@dataclass(frozen=True)
+class Seconds:
+    fisher: float
+    solver: float
+    total: float
+
+
+@dataclass(frozen=True)
+class ReportKeys:
+    """The experiment preset a run belongs to and the values of the keys it sweeps."""
+
+    experiment: str | None = None
+    ablation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Results:
+    """One job's results.json. `method` is the pruner's label ("CHITA (block)"), `pruner` its
+    settings; `solver` the solver's statistics; `trajectory` one record per CHITA++ stage or
+    gradual pruning step."""
+
+    model: str
+    dataset: str
+    schedule: str
+    method: str
+    pruner: dict[str, Any]
+    pattern: dict[str, Any]
+    seed: int
+    device: str
+    sparsity: Sparsity
+    num_pruned_weights: int
+    num_nonzero: int
+    dense: Evaluation
+    pruned: Evaluation
+    seconds: Seconds
+    peak_memory_mb: dict[str, float | None]
+    solver: dict[str, Any] = field(default_factory=dict)
+    trajectory: list[dict[str, Any]] = field(default_factory=list)
+    report: ReportKeys = field(default_factory=ReportKeys)
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Strict JSON (a NaN or infinity anywhere is refused, as strict parsers would)."""
+        return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Results:
+        """Read a results dict; a file of another schema version is refused (ValueError)."""
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"results schema version {version!r}, this chitalab reads {SCHEMA_VERSION}")
+        nested = {"sparsity": Sparsity, "dense": Evaluation, "pruned": Evaluation, "seconds": Seconds}
+        values = dict(data)
+        for key, kind in nested.items():
+            values[key] = kind(**data[key])
+        values["report"] = ReportKeys(**data.get("report", {}))
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown results keys: {', '.join(sorted(unknown))}")
+        return cls(**values)
+
+    @classmethod
+    def from_json(cls, text: str) -> Results:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,89 @@
+"""The solver protocol: one class per solver, each configured by its own YAML file under
+conf/pruner/solver/ and called as `solve(problem, k, constraint)`.
+
+A new solver is a subclass plus a YAML file with its `_target_`; pruners never dispatch on a
+solver's name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ..errors import check_choice, check_int, check_number
+from .active_set import active_set_iht
+from .backsolve import backsolve
+from .constraint import SparsityConstraint
+from .iht import INITS, iht
+from .problem import Problem
+from .result import SolveResult
+
+
+class Solver(ABC):
+    """Chooses an allowed support of at most k weights and their values for a `Problem`."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        """Minimise the problem's objective over the supports `constraint` allows."""
+
+    def settings(self) -> dict:
+        """The solver's configuration, as recorded in results.json."""
+        return {"name": self.name, **vars(self)}
+
+
+class Backsolve(Solver):
+    """CHITA-BSO: the allowed support of w̄, then the exact ridge fit on it."""
+
+    name = "backsolve"
+
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        return backsolve(problem, k, constraint=constraint)
+
+
+class IHT(Solver):
+    """Iterative hard thresholding with the paper's step (see `chitalab.solver.iht`)."""
+
+    name = "iht"
+
+    def __init__(self, init: str = "backsolve", iterations: int = 100, tol: float = 1e-7, refit: bool = False):
+        self.init = check_choice("init", init, INITS)
+        self.iterations = check_int("iterations", iterations, 0)
+        self.tol = check_number("tol", tol, 0)
+        self.refit = bool(refit)
+
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        return iht(
+            problem, k, init=self.init, max_iter=self.iterations, tol=self.tol, refit=self.refit, constraint=constraint
+        )
+
+
+class ActiveSet(IHT):
+    """CHITA-CD: IHT on an active set that grows while the objective improves
+    (see `chitalab.solver.active_set`)."""
+
+    name = "active_set"
+
+    def __init__(
+        self,
+        init: str = "backsolve",
+        iterations: int = 100,
+        tol: float = 1e-7,
+        refit: bool = False,
+        expand: float = 1.5,
+    ):
+        super().__init__(init, iterations, tol, refit)
+        self.expand = check_number("expand", expand, 1)
+
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        return active_set_iht(
+            problem,
+            k,
+            init=self.init,
+            max_iter=self.iterations,
+            expand=self.expand,
+            tol=self.tol,
+            refit=self.refit,
+            constraint=constraint,
+        )

@@ -1,0 +1,18 @@
+"""Training-time pieces: the LightningModule, the gradual-pruning callback, the learning-rate
+schedule and BatchNorm re-estimation."""
+
+from .batchnorm import recalibrate_batchnorm
+from .gradual import GradualPruning, PrunableModule
+from .lr import CosineRestarts, cosine_with_restarts
+from .module import Classifier, evaluate_model, test_metrics
+
+__all__ = [
+    "Classifier",
+    "CosineRestarts",
+    "GradualPruning",
+    "PrunableModule",
+    "cosine_with_restarts",
+    "evaluate_model",
+    "recalibrate_batchnorm",
+    "test_metrics",
+]

@@ -1,0 +1,105 @@
+"""The LightningModule that evaluates and fine-tunes a classifier."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchmetrics.classification import MulticlassAccuracy
+
+from ..models import loss_function
+from .lr import CosineRestarts
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+"""params -> optimizer: a `_partial_` optimizer from the config (SGD by default)."""
+
+
+def test_metrics(acc: float, loss: float) -> dict[str, float]:
+    """The one naming of an evaluation everywhere (results, trajectories, loggers)."""
+    return {"test_acc": acc, "test_loss": loss}
+
+
+class Classifier(pl.LightningModule):
+    """Wraps a network with its loss and top-1 accuracy; `stage` prefixes logged names. To
+    train, give an optimizer factory and the cosine schedule with its restart epochs."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        optimizer: OptimizerFactory | None = None,
+        lr_scheduler: CosineRestarts | None = None,
+        restart_epochs: Sequence[int] = (),
+        stage: str = "test",
+    ):
+        super().__init__()
+        self.net = net
+        self.loss_fn = loss_function(net)
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.restart_epochs = list(restart_epochs)
+        self.stage = stage
+        self.accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+        self.train_accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        x, y = batch
+        out = self(x)
+        loss = self.loss_fn(out, y)
+        self.train_accuracy.update(out, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_accuracy, on_step=False, on_epoch=True)
+        return loss
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        out = self(x)
+        self.accuracy.update(out, y)
+        self.log(f"{self.stage}/test_loss", self.loss_fn(out, y), prog_bar=True)
+        self.log(f"{self.stage}/test_acc", self.accuracy, prog_bar=True)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError("Classifier needs an optimizer to train")
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+        scheduler = self.lr_scheduler_factory(optimizer, self.restart_epochs, total, per_epoch)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @torch.no_grad()
+    def evaluate(self, trainer: pl.Trainer, dataloader: DataLoader, stage: str) -> dict[str, float]:
+        """Run `trainer.test` on `dataloader`; returns `test_metrics` (accuracy in percent)."""
+        self.stage = stage
+        metrics = trainer.test(self, dataloaders=dataloader, verbose=False)[0]
+        return test_metrics(100.0 * float(metrics[f"{stage}/test_acc"]), float(metrics[f"{stage}/test_loss"]))
+
+
+@torch.no_grad()
+def evaluate_model(net: nn.Module, dataloader: DataLoader, num_classes: int) -> dict[str, float]:
+    """`test_metrics` of `net` in eval mode, outside any Trainer loop (the gradual-pruning
+    callback measures mid-training with it). Restores the mode."""
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    loss_fn = loss_function(net)
+    # Local by design (rank 0 only under DDP): no cross-process sync, which would deadlock.
+    accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", sync_on_compute=False).to(device)
+    total_loss, count = 0.0, 0
+    for x, y in dataloader:
+        x, y = x.to(device), y.to(device)
+        out = net(x)
+        accuracy.update(out, y)
+        total_loss += float(loss_fn(out, y, reduction="sum"))
+        count += y.numel()
+    net.train(was_training)
+    return test_metrics(100.0 * float(accuracy.compute()), total_loss / max(count, 1))
