@@ -189,7 +189,7 @@ def _scaling(axis: str) -> Callable:
 def _block(sizes: Sizes, device, log) -> tuple[dict, str]:
     result = bench_block_large(sizes.block_p, sizes.block_n, 0.1, sizes.block_memory_gb, L2, device, log)
     text = format_table(
-        "Block backsolve, synthetic G generated one column group at a time (memory plan of chitalab.memory)",
+        "Block backsolve, synthetic G generated one column group at a time (memory plan of chitalab.fisher.memory)",
         [result],
         [
             "p",

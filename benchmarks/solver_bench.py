@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from chitalab.fisher import collect_gradients
-from chitalab.memory import GIB, plan_fisher
+from chitalab.fisher.memory import GIB, plan_fisher
 from chitalab.solver import (
     Problem,
     SolveResult,

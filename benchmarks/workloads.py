@@ -14,6 +14,7 @@ from chitalab.data import CIFAR10DataModule, MNISTDataModule
 from chitalab.errors import UserError
 from chitalab.models import MLPNet, load_checkpoint, loss_function, resnet20
 from chitalab.params import PrunedParams, select_pruned
+from chitalab.pruning import DrawKey, SampleStream
 
 MODELS = ("mlpnet", "resnet20")
 CHECKPOINTS = {"mlpnet": "mnist_25_epoch_93.97.ckpt", "resnet20": "resnet20_cifar10.pth.tar"}
@@ -55,7 +56,7 @@ def load_workload(name: str, n: int, device: torch.device, seed: int = 0) -> Wor
     try:
         data = _data_module(name, data_dir, cache_dir)
         data.setup()
-        x, y = data.draw_training_samples(n, seed)
+        x, y = SampleStream(data, seed).draw(n, DrawKey("fisher"))
         sources.append("training samples")
     except (UserError, ValueError, OSError):
         gen = torch.Generator().manual_seed(seed)

@@ -14,8 +14,8 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from chitalab.models import load_model
-from chitalab.run.config import read_model
 from chitalab.outputs import RESULTS_FILE
+from chitalab.run.config import read_model
 from tests.support import CHECKPOINT_DIR, CONF, DATA_DIR, needs_cifar10, run_cli
 
 RESNET20 = ("model=resnet20", "dataset=cifar10")
@@ -67,7 +67,7 @@ def test_one_shot_block_chita_is_at_least_as_accurate_as_the_papers_code(tmp_pat
     the BatchNorm pass over 50,000 images, takes 75-105 s on 2 idle cores, but several
     times that when other jobs share them, so only the pruning time is asserted."""
     done = run_cli(
-        *RESNET20, "pruner.method=block", "pruner.l2=1e-3", f"sparsity={sparsity}", f"hydra.run.dir={tmp_path}"
+        *RESNET20, "pruner=chita_block", "pruner.l2=1e-3", f"sparsity={sparsity}", f"hydra.run.dir={tmp_path}"
     )
     assert done.returncode == 0, done.stderr
     run = json.loads((tmp_path / RESULTS_FILE).read_text())

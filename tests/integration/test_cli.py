@@ -14,6 +14,11 @@ from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
 from tests.support import SYNTHETIC, run_cli
 
 RESULT_KEYS = {
+    "schema_version",
+    "method",
+    "pattern",
+    "trajectory",
+    "report",
     "model",
     "dataset",
     "schedule",
@@ -32,11 +37,12 @@ RESULT_KEYS = {
 
 
 def test_chita_run_writes_results_and_loadable_weights(tmp_path):
-    done = run_cli(*SYNTHETIC, "sparsity=0.75", "pruner.method=active_set", f"hydra.run.dir={tmp_path}")
+    done = run_cli(*SYNTHETIC, "sparsity=0.75", "pruner/solver=iht", f"hydra.run.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
     results = json.loads((tmp_path / RESULTS_FILE).read_text())
-    assert RESULT_KEYS <= set(results)
-    assert results["pruner"]["method"] == "active_set" and results["pruner"]["n_samples"] == 1000
+    assert RESULT_KEYS == set(results)
+    assert results["method"] == "CHITA (iht)" and results["pruner"]["solver"]["name"] == "iht"
+    assert results["pruner"]["gradients"]["n_samples"] == 1000 and results["pattern"] == {"name": "GlobalTopK"}
     assert results["sparsity"]["requested"] == 0.75
     assert results["sparsity"]["measured"] >= 0.75
     assert set(results["seconds"]) == {"fisher", "solver", "total"}
@@ -50,10 +56,10 @@ def test_chita_run_writes_results_and_loadable_weights(tmp_path):
 def test_block_method_with_half_storage_and_a_memory_cap_reports_its_plan(tmp_path):
     done = run_cli(
         *SYNTHETIC,
-        "pruner.method=block",
+        "pruner=chita_block",
         "pruner.block_size=64",
-        "pruner.fisher_dtype=bfloat16",
-        "pruner.max_memory_gb=0.0012",
+        "pruner.gradients.dtype=bfloat16",
+        "pruner.gradients.max_memory_gb=0.0012",
         "sparsity=0.8",
         f"hydra.run.dir={tmp_path}",
     )
@@ -75,8 +81,8 @@ def test_timm_model_on_image_shaped_synthetic_data(tmp_path):
         "dataset=synthetic",
         "dataset.datamodule.input_shape=[3,32,32]",
         "dataset.datamodule.num_train=64",
-        "pruner.method=block",
-        "pruner.n_samples=32",
+        "pruner=chita_block",
+        "pruner.gradients.n_samples=32",
         "sparsity=0.5",
         f"hydra.run.dir={tmp_path}",
     )
@@ -137,21 +143,47 @@ BAD_INPUTS = {
         ["dataset=imagenet21k"],
         "unknown dataset 'imagenet21k'; choose one of: cifar10, imagenet, mnist, synthetic, synthetic_imagenet",
     ),
-    "unknown_pruner": (["pruner=chita,obs"], "unknown pruner 'obs'; choose one of: chita, chitapp, mp, woodfisher"),
-    "unknown_method": (
-        ["pruner.method=newton"],
-        "pruner.method='newton' is not allowed; choose one of: active_set, iht, backsolve, block",
+    "unknown_pruner": (
+        ["pruner=chita,obs"],
+        "unknown pruner 'obs'; choose one of: chita, chita_block, chitapp, chitapp_block, mp, woodfisher",
+    ),
+    "unknown_solver": (
+        ["pruner/solver=newton"],
+        "unknown pruner/solver 'newton'; choose one of: active_set, backsolve, iht",
+    ),
+    "unknown_pattern": (["pattern=diagonal"], "unknown pattern 'diagonal'; choose one of: unstructured"),
+    "solver_iterations": (
+        ["pruner.solver.iterations=-1"],
+        "pruner.solver.iterations=-1 is not allowed; it must be an integer >= 0",
+    ),
+    "solver_init": (
+        ["pruner.solver.init=zero"],
+        "pruner.solver.init='zero' is not allowed; choose one of: backsolve, magnitude",
+    ),
+    "stage_gradients": (
+        ["pruner=chitapp", "pruner.stage_pruner.gradients.n_samples=0"],
+        "pruner.stage_pruner.gradients.n_samples=0 is not allowed; it must be an integer >= 1",
+    ),
+    "stage_step_search": (
+        ["pruner=chitapp", "pruner.stage_pruner.step_search.sizes=[0]"],
+        "pruner.stage_pruner.step_search.sizes=[0] is not allowed",
     ),
     "half_storage_without_blocks": (
-        ["pruner.fisher_dtype=bfloat16"],
-        "pruner.fisher_dtype=bfloat16 needs pruner.method=block",
+        ["pruner.gradients.dtype=bfloat16"],
+        "pruner.gradients.dtype=bfloat16 is not available to the chita solvers",
     ),
-    "fisher_too_large": (["pruner.max_memory_gb=1e-5"], "GiB may be used (pruner.max_memory_gb; null means half"),
+    "fisher_too_large": (
+        ["pruner.gradients.max_memory_gb=1e-5"],
+        "GiB may be used (gradients.max_memory_gb; null means half",
+    ),
     "block_too_large": (
-        ["pruner.method=block", "pruner.max_memory_gb=1e-5"],
-        "lower pruner.block_size, lower pruner.n_samples",
+        ["pruner=chita_block", "pruner.gradients.max_memory_gb=1e-5"],
+        "lower the pruner's block_size, lower gradients.n_samples",
     ),
-    "too_many_samples": (["pruner.n_samples=2001"], "needs 2001 training samples but the training set has 2000"),
+    "too_many_samples": (
+        ["pruner.gradients.n_samples=2001"],
+        "needs 2001 training samples at once (n_samples x mini_bsz, or the step search's) but the training set has 2000",
+    ),
     "missing_checkpoint": (
         ["model.checkpoint=/nonexistent/model.ckpt"],
         "checkpoint file not found: /nonexistent/model.ckpt",
@@ -175,7 +207,15 @@ BAD_INPUTS = {
         ["pruner=woodfisher", "pruner.update=newton"],
         "pruner.update='newton' is not allowed; choose one of: joint, independent, none",
     ),
-    "woodfisher_no_dampening": (["pruner=woodfisher", "pruner.l2=0"], "pruner.l2=0 is not allowed; WoodFisher inverts"),
+    "woodfisher_no_dampening": (
+        ["pruner=woodfisher", "pruner.l2=0"],
+        "pruner.l2=0 is not allowed; it must be > 0 (WoodFisher inverts",
+    ),
+    "schedule_prune_every": (
+        ["schedule=gradual_fast", "schedule.prune_every=0"],
+        "schedule.prune_every=0 is not allowed; it must be an integer >= 1",
+    ),
+    "accelerator": (["trainer.accelerator=tpu"], "trainer.accelerator='tpu' is not allowed; choose one of: auto"),
     "stages_zero": (
         ["pruner=chitapp", "pruner.num_stages=0"],
         "pruner.num_stages=0 is not allowed; it must be an integer >= 1",

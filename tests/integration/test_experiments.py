@@ -73,9 +73,9 @@ def test_ablation_preset_records_its_swept_keys(tmp_path):
     done = run_cli(
         "experiment=ablation_iht_iterations",
         *SYNTHETIC,
-        "pruner.n_samples=64",
-        "pruner.iterations=0,3",
-        "pruner.init=magnitude",
+        "pruner.gradients.n_samples=64",
+        "pruner.solver.iterations=0,3",
+        "pruner.solver.init=magnitude",
         "sparsity=0.9",
         "seed=0",
         f"hydra.sweep.dir={tmp_path}",
@@ -84,10 +84,10 @@ def test_ablation_preset_records_its_swept_keys(tmp_path):
     runs = [json.loads(p.read_text()) for p in sorted(tmp_path.glob(f"*/{RESULTS_FILE}"))]
     swept = sorted(tuple(r["report"]["ablation"].items()) for r in runs)
     assert swept == [
-        (("pruner.iterations", 0), ("pruner.init", "magnitude")),
-        (("pruner.iterations", 3), ("pruner.init", "magnitude")),
+        (("pruner.solver.iterations", 0), ("pruner.solver.init", "magnitude")),
+        (("pruner.solver.iterations", 3), ("pruner.solver.init", "magnitude")),
     ]
-    assert all(r["report"]["experiment"] == "ablation_iht_iterations" and r["pruner"]["method"] == "iht" for r in runs)
+    assert all(r["report"]["experiment"] == "ablation_iht_iterations" and r["method"] == "CHITA (iht)" for r in runs)
 
 
 def test_imagenet_preset_without_imagenet_stops_with_one_line(tmp_path):

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from chitalab.callbacks import GradualPruning
 from chitalab.data import SyntheticDataModule
+from chitalab.fisher import GradientSource
 from chitalab.models import MLPNet, loss_function
-from chitalab.module import Classifier, OptimConfig, evaluate_model
 from chitalab.outputs import RESULTS_FILE
 from chitalab.params import select_pruned
-from chitalab.pruners import ChitaPruner, MagnitudePruner, MultiStagePruner, PruneContext, Pruner
+from chitalab.pruning import (
+    ChitaPruner,
+    MagnitudePruner,
+    MultiStagePruner,
+    PruneContext,
+    Pruner,
+    SampleStream,
+    StepSearch,
+)
+from chitalab.solver import GLOBAL_TOP_K, ActiveSet
+from chitalab.training import Classifier, CosineRestarts, GradualPruning, evaluate_model
 from tests.support import SYNTHETIC, run_cli
 
 NUM_CLASSES = 4
@@ -24,6 +34,11 @@ def synthetic() -> SyntheticDataModule:
     dm = SyntheticDataModule(num_train=256, num_test=64, batch_size=32, shuffle=False)
     dm.setup()
     return dm
+
+
+def chita(iterations: int = 100, **kwargs) -> ChitaPruner:
+    """Single-stage CHITA (active set) on 64 gradients."""
+    return ChitaPruner(GradientSource(n_samples=64), ActiveSet(iterations=iterations), **kwargs)
 
 
 def tiny_net(seed: int = 0) -> MLPNet:
@@ -46,7 +61,9 @@ class Recorder(Pruner):
 
     def prune(self, ctx: PruneContext, sparsity: float):
         outcome = self.inner.prune(ctx, sparsity)
-        self.calls.append({"round": ctx.round, "frozen": ctx.frozen, "weights": outcome.weights.clone()})
+        self.calls.append(
+            {"step": ctx.step, "stage": ctx.stage, "frozen": ctx.frozen, "weights": outcome.weights.clone()}
+        )
         return outcome
 
 
@@ -62,14 +79,25 @@ class StopAfterEpoch(Callback):
 
 
 def fit(
-    dm, net, pruner, epochs, levels, max_epochs, extra_callbacks=(), ckpt_path=None, momentum=0.9, weight_decay=1e-2
+    dm,
+    net,
+    pruner,
+    epochs,
+    levels,
+    max_epochs,
+    extra_callbacks=(),
+    ckpt_path=None,
+    momentum=0.9,
+    weight_decay=1e-2,
+    samples=None,
 ):
     callback = GradualPruning(
         pruner,
         epochs,
         levels,
         select_pruned(net).names,
-        draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round),
+        samples=samples or SampleStream(dm, seed=0),
+        constraint=GLOBAL_TOP_K,
         evaluate=lambda n: evaluate_model(n, dm.test_dataloader(), NUM_CLASSES),
         progress=False,
     )
@@ -83,9 +111,8 @@ def fit(
         enable_checkpointing=bool(extra_callbacks),
         callbacks=[callback, *extra_callbacks],
     )
-    module = Classifier(
-        net, NUM_CLASSES, OptimConfig(lr=0.05, momentum=momentum, weight_decay=weight_decay, restart_epochs=epochs)
-    )
+    optimizer = partial(torch.optim.SGD, lr=0.05, momentum=momentum, weight_decay=weight_decay)
+    module = Classifier(net, NUM_CLASSES, optimizer, CosineRestarts(lr_min=1e-5), restart_epochs=epochs)
     trainer.fit(module, train_dataloaders=dm.train_dataloader(), ckpt_path=ckpt_path)
     return callback, trainer
 
@@ -109,15 +136,33 @@ def test_callback_fires_on_scheduled_epochs_only():
     recorder = Recorder(MagnitudePruner())
     callback, _ = fit(dm, net, recorder, [0, 2], [0.5, 0.9], max_epochs=4)
     assert [r["epoch"] for r in callback.trajectory] == [0, 2]
-    assert [c["round"] for c in recorder.calls] == [0, 1]
+    assert [c["step"] for c in recorder.calls] == [0, 1]
     assert [r["target_sparsity"] for r in callback.trajectory] == [0.5, 0.9]
-    assert all("acc_after_pruning" in r and "acc_after_finetuning" in r for r in callback.trajectory)
+    for record in callback.trajectory:
+        assert set(record["after_pruning"]) == set(record["after_finetuning"]) == {"test_acc", "test_loss"}
     assert [r["finetuned_until_epoch"] for r in callback.trajectory] == [1, 3]
+
+
+def test_chitapp_inside_a_gradual_run_never_reuses_a_draw_and_evaluates_every_stage():
+    """Step s stage i and step s+1 stage i-1 used to share their samples (rounds s + i)."""
+    dm, net = synthetic(), tiny_net()
+    stream = SampleStream(dm, seed=0)
+    staged = MultiStagePruner(
+        chita(iterations=5, step_search=StepSearch([0.5, 1.0], samples=64)), num_stages=3, base_level=0.3
+    )
+    callback, _ = fit(dm, net, staged, [0, 1, 2], [0.5, 0.7, 0.9], max_epochs=3, samples=stream)
+    keys = [(k.purpose, k.step, k.stage) for k in stream.drawn]
+    assert len(keys) == len(set(keys)) == 3 * 3 * 2  # steps x stages x (Fisher, step search)
+    seeds = {k.seed(stream.seed) for k in stream.drawn}
+    assert len(seeds) == len(keys)
+    for record in callback.trajectory:
+        assert [stage["stage"] for stage in record["stages"]] == [0, 1, 2]
+        assert all({"test_acc", "test_loss"} <= set(stage) for stage in record["stages"])
 
 
 def test_later_steps_keep_earlier_pruned_weights_at_zero():
     dm, net = synthetic(), tiny_net()
-    recorder = Recorder(ChitaPruner(n_samples=64, iterations=20))
+    recorder = Recorder(chita(iterations=20))
     fit(dm, net, recorder, [0, 1, 2], [0.5, 0.7, 0.9], max_epochs=3)
     supports = [c["weights"] != 0 for c in recorder.calls]
     for earlier, later in zip(supports, supports[1:]):
@@ -126,7 +171,7 @@ def test_later_steps_keep_earlier_pruned_weights_at_zero():
 
 def test_resumed_run_ends_with_the_same_masks_and_trajectory(tmp_path):
     def pruner():
-        return ChitaPruner(n_samples=64, iterations=20)
+        return chita(iterations=20)
 
     epochs, levels = [0, 1, 2], [0.5, 0.7, 0.9]
     dm = synthetic()
@@ -155,7 +200,8 @@ def _context(net, dm, **kwargs) -> PruneContext:
         model=net.eval(),
         pruned=select_pruned(net),
         loss_fn=loss_function(net),
-        draw_samples=lambda count, round: dm.draw_training_samples(count, 0, round),
+        samples=SampleStream(dm, seed=0),
+        constraint=GLOBAL_TOP_K,
         progress=False,
         **kwargs,
     )
@@ -163,21 +209,21 @@ def _context(net, dm, **kwargs) -> PruneContext:
 
 def test_chitapp_with_one_stage_equals_single_stage_chita():
     dm = synthetic()
-    single = ChitaPruner(n_samples=64).prune(_context(tiny_net(), dm), 0.8)
-    staged = MultiStagePruner(ChitaPruner(n_samples=64), num_stages=1).prune(_context(tiny_net(), dm), 0.8)
+    single = chita().prune(_context(tiny_net(), dm), 0.8)
+    staged = MultiStagePruner(chita(), num_stages=1).prune(_context(tiny_net(), dm), 0.8)
     torch.testing.assert_close(staged.weights, single.weights)
 
 
 def test_chitapp_masks_are_monotone_unless_regrowth_is_allowed():
     dm = synthetic()
-    recorder = Recorder(ChitaPruner(n_samples=64, iterations=20))
+    recorder = Recorder(chita(iterations=20))
     MultiStagePruner(recorder, num_stages=4, base_level=0.3).prune(_context(tiny_net(), dm), 0.9)
     supports = [c["weights"] != 0 for c in recorder.calls]
-    assert [c["round"] for c in recorder.calls] == [0, 1, 2, 3]
+    assert [(c["step"], c["stage"]) for c in recorder.calls] == [(0, 0), (0, 1), (0, 2), (0, 3)]
     for earlier, later in zip(supports, supports[1:]):
         assert not torch.any(later & ~earlier)
 
-    free = Recorder(ChitaPruner(n_samples=64, iterations=20))
+    free = Recorder(chita(iterations=20))
     result = MultiStagePruner(free, num_stages=4, base_level=0.3, allow_regrowth=True).prune(
         _context(tiny_net(), dm), 0.9
     )
@@ -209,8 +255,8 @@ def test_gradual_run_through_the_cli_with_ddp_on_two_processes(tmp_path):
 def test_step_search_keeps_the_support_picks_a_listed_step_and_leaves_the_model_alone():
     dm, net = synthetic(), tiny_net()
     before = select_pruned(net).flatten().clone()
-    plain = ChitaPruner(n_samples=64, first_order_term=True, l2=1e-2).prune(_context(net, dm), 0.8)
-    searched = ChitaPruner(n_samples=64, first_order_term=True, l2=1e-2, step_sizes=[0.5, 1.0, 2.0], step_samples=128)
+    plain = chita(first_order_term=True, l2=1e-2).prune(_context(net, dm), 0.8)
+    searched = chita(first_order_term=True, l2=1e-2, step_search=StepSearch([0.5, 1.0, 2.0], samples=128))
     outcome = searched.prune(_context(net, dm), 0.8)
     torch.testing.assert_close(select_pruned(net).flatten(), before)
     assert torch.equal(outcome.weights != 0, plain.weights != 0)

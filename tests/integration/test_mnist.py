@@ -46,8 +46,8 @@ def test_paper_targets_for_one_shot_mlpnet(tmp_path):
         assert r["dense"]["test_acc"] == pytest.approx(93.97, abs=0.005)
         assert r["sparsity"]["measured"] >= r["sparsity"]["requested"]
     assert runs["mp", 0.9]["pruned"]["test_acc"] == pytest.approx(90.3, abs=0.5)
-    assert runs["chita", 0.9]["pruner"]["n_samples"] == 1000
-    assert runs["chita", 0.9]["pruner"]["fisher_mini_bsz"] == 1
+    assert runs["chita", 0.9]["pruner"]["gradients"]["n_samples"] == 1000
+    assert runs["chita", 0.9]["pruner"]["gradients"]["mini_bsz"] == 1
     assert runs["chita", 0.9]["pruned"]["test_acc"] >= 92.0
     assert runs["chita", 0.95]["pruned"]["test_acc"] >= 86.0
 

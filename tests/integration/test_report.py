@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 import statistics
 import subprocess
@@ -16,6 +15,7 @@ from chitalab.errors import UserError
 from chitalab.report import build_report
 from chitalab.report.readme import update_markdown
 from chitalab.report.tables import paper_values
+from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Sparsity
 
 ACCURACY = {  # (pruner, sparsity) -> accuracies of seeds 0, 1, 2
     ("mp", 0.5): [93.9, 93.9, 93.9],
@@ -23,6 +23,9 @@ ACCURACY = {  # (pruner, sparsity) -> accuracies of seeds 0, 1, 2
     ("chita", 0.5): [93.8, 94.0, 94.2],
     ("chita", 0.9): [92.0, 92.5, 93.0],
 }
+
+
+LABELS = {"mp": "MP", "chita": "CHITA", "woodfisher": "WoodFisher"}
 
 
 def write_run(
@@ -35,25 +38,34 @@ def write_run(
     experiment: str | None = "paper_oneshot_mlpnet",
     objective: float = 50.0,
 ) -> None:
+    """A results.json as a run writes it (through the Results schema)."""
     folder.mkdir(parents=True)
-    results = {
-        "model": "mlpnet",
-        "dataset": "mnist",
-        "schedule": "oneshot",
-        "pruner": pruner,
-        "seed": seed,
-        "sparsity": {"requested": sparsity, "measured": sparsity},
-        "dense": {"test_acc": 93.97},
-        "pruned": {"test_acc": accuracy},
-        "seconds": {"fisher": 0.5, "solver": 1.5, "total": 4.0},
-        "solver": {"objective": objective},
-        "report": {"experiment": experiment, "ablation": ablation or {}},
-    }
-    (folder / "results.json").write_text(json.dumps(results))
+    results = Results(
+        model="mlpnet",
+        dataset="mnist",
+        schedule="oneshot",
+        method=LABELS[pruner["name"]],
+        pruner=pruner,
+        pattern={"name": "GlobalTopK"},
+        seed=seed,
+        device="cpu",
+        sparsity=Sparsity(requested=sparsity, measured=sparsity),
+        num_pruned_weights=1000,
+        num_nonzero=round(1000 * (1 - sparsity)),
+        dense=Evaluation(test_acc=93.97, test_loss=0.2),
+        pruned=Evaluation(test_acc=accuracy, test_loss=0.3),
+        seconds=Seconds(fisher=0.5, solver=1.5, total=4.0),
+        peak_memory_mb={"cpu_rss": 100.0, "cuda": None},
+        solver={"objective": objective},
+        report=ReportKeys(experiment=experiment, ablation=ablation or {}),
+    )
+    (folder / "results.json").write_text(results.to_json())
 
 
 def pruner_settings(name: str) -> dict:
-    return {"name": name} if name == "mp" else {"name": name, "method": "active_set", "n_samples": 100}
+    if name == "mp":
+        return {"name": name}
+    return {"name": name, "solver": {"name": "active_set"}, "gradients": {"n_samples": 100}}
 
 
 @pytest.fixture
@@ -139,7 +151,7 @@ def test_an_ad_hoc_sweep_of_a_pruner_setting_gets_one_column_per_value(tmp_path)
     for job, update in enumerate(["joint", "independent"]):
         write_run(
             tmp_path / str(job),
-            {"name": "woodfisher", "update": update, "n_samples": 100},
+            {"name": "woodfisher", "update": update, "gradients": {"n_samples": 100}},
             0.9,
             0,
             90.0 + job,

@@ -23,13 +23,22 @@ def test_option_composes_and_resolves(group, option):
 def test_defaults_are_the_paper_one_shot_setting():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config")
-    assert (cfg.model.name, cfg.dataset.name, cfg.schedule.name) == ("mlpnet", "mnist", "oneshot")
+    assert (cfg.model.name, cfg.dataset.name, cfg.schedule._target_) == (
+        "mlpnet",
+        "mnist",
+        "chitalab.run.oneshot.OneShot",
+    )
     assert cfg.pruner.gradients.n_samples == 1000 and cfg.pruner.gradients.mini_bsz == 1
-    assert cfg.pruner.solver._target_ == "chitalab.solver.ActiveSet" and cfg.pattern._target_ == "chitalab.solver.GlobalTopK"
+    assert (
+        cfg.pruner.solver._target_ == "chitalab.solver.ActiveSet"
+        and cfg.pattern._target_ == "chitalab.solver.GlobalTopK"
+    )
     assert cfg.logger.offline is True
 
 
 def test_group_override_check():
     assert check_group_overrides(["pruner=mp,chita", "sparsity=0.5"], CONF) is None
     assert check_group_overrides(["model=vgg"], CONF).startswith("unknown model 'vgg'; choose one of: ")
-    assert check_group_overrides(["pruner.method=anything"], CONF) is None  # checked by the pruner
+    assert check_group_overrides(["pruner.solver.iterations=anything"], CONF) is None  # checked by the solver
+    assert check_group_overrides(["pruner/solver=iht"], CONF) is None
+    assert check_group_overrides(["pruner/solver=newton"], CONF).startswith("unknown pruner/solver 'newton'")

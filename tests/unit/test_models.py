@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from chitalab.errors import UserError
 from chitalab.models import CifarResNet, MobileNetV1, create_timm_model, load_checkpoint, load_model, resnet20
-from chitalab.run.config import read_model
 from chitalab.params import select_pruned
+from chitalab.run.config import read_model
 from tests.support import CONF, RESNET20_CHECKPOINT
 
 

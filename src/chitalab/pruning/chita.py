@@ -73,7 +73,7 @@ class ChitaPruner(Pruner):
         return max(self.gradients.samples_needed, self.step_search.samples if self.step_search else 0)
 
     def label(self) -> str:
-        return f"CHITA ({self.solver.name})"
+        return f"CHITA ({self.solver.variant})" if self.solver.variant else "CHITA"
 
     def settings(self) -> dict:
         return {

@@ -23,6 +23,9 @@ class Solver(ABC):
     """Chooses an allowed support of at most k weights and their values for a `Problem`."""
 
     name: ClassVar[str]
+    variant: ClassVar[str | None]
+    """How reports name the method CHITA with this solver: "CHITA (variant)"; None for the
+    paper's own CHITA (the active set), named plainly."""
 
     @abstractmethod
     def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
@@ -37,6 +40,7 @@ class Backsolve(Solver):
     """CHITA-BSO: the allowed support of w̄, then the exact ridge fit on it."""
 
     name = "backsolve"
+    variant = "backsolve"
 
     def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
         return backsolve(problem, k, constraint=constraint)
@@ -46,6 +50,7 @@ class IHT(Solver):
     """Iterative hard thresholding with the paper's step (see `chitalab.solver.iht`)."""
 
     name = "iht"
+    variant = "iht"
 
     def __init__(self, init: str = "backsolve", iterations: int = 100, tol: float = 1e-7, refit: bool = False):
         self.init = check_choice("init", init, INITS)
@@ -64,6 +69,7 @@ class ActiveSet(IHT):
     (see `chitalab.solver.active_set`)."""
 
     name = "active_set"
+    variant = None
 
     def __init__(
         self,
