@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,14 +20,32 @@ EXIT_USER_ERROR = 2
 FULL_KEY = re.compile(r"\nfull_key: (\S+)")
 
 
-def group_choices(conf_dir: Path, group: str) -> list[str]:
-    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+def group_choices(conf_dir: Path | list[Path], group: str) -> list[str]:
+    """The options of `group` in one config folder or several (Hydra's search path)."""
+    folders = conf_dir if isinstance(conf_dir, list) else [conf_dir]
+    return sorted({p.stem for folder in folders for p in (folder / group).glob("*.yaml")})
+
+
+def search_path(argv: list[str]) -> list[Path]:
+    """Config folders added with `hydra.searchpath=[file://DIR,...]` (where users keep their
+    own solvers, patterns and presets)."""
+    folders = []
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+") == "hydra.searchpath":
+            folders += [
+                Path(item.strip()[len("file://") :])
+                for item in value.strip("[]").split(",")
+                if item.strip().startswith("file://")
+            ]
+    return folders
 
 
 def check_group_overrides(argv: list[str], conf_dir: Path) -> str | None:
     """The error message for the first `group=value` override (also a nested group such as
     `pruner/solver=iht`) naming an unknown option, sweeps (`pruner=mp,chita`) included; None
-    when all are known."""
+    when all are known. Folders on `hydra.searchpath` count too."""
+    folders = [conf_dir, *search_path(argv)]
     for arg in argv:
         if arg.startswith("-") or "=" not in arg:
             continue
@@ -34,7 +53,7 @@ def check_group_overrides(argv: list[str], conf_dir: Path) -> str | None:
         group = key.lstrip("+~").split("@")[0]
         if not (group in CHECKED_GROUPS or ("/" in group and group.split("/")[0] in CHECKED_GROUPS)) or "(" in value:
             continue
-        choices = group_choices(conf_dir, group)
+        choices = group_choices(folders, group)
         for option in value.split(","):
             if option and option != "null" and option not in choices:
                 return f"unknown {group} {option!r}; choose one of: {', '.join(choices)}"
@@ -69,10 +88,12 @@ def fail(message: str) -> NoReturn:
 
 def run_job(cfg: DictConfig) -> None:
     """Run one job; user errors end it with one line on stderr and exit code 2."""
-    from .run.main import run  # heavy imports only once the config is known to be valid
+    start = time.perf_counter()
+    from .run.config import read_job  # heavy imports only once the config is known to be valid
+    from .run.main import run
 
     try:
-        run(cfg)
+        run(read_job(cfg), start)
     except Exception as err:
         user_error = find_user_error(err)
         if user_error is None:

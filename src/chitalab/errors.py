@@ -48,13 +48,11 @@ def check_int(name: str, value: object, low: int) -> int:
 def check_number(name: str, value: object, low: float, inclusive: bool = True, rule: str | None = None) -> float:
     """`value` as a float if it is a finite number >= `low` (> `low` when not `inclusive`),
     else an ArgumentError naming `name` (`rule` replaces the default wording of the range)."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        ok = value >= low if inclusive else value > low
-    if not ok:
+    number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(number) and (number >= low if inclusive else number > low)):
         bound = rule or f"a finite number {'>=' if inclusive else '>'} {low:g}"
         raise ArgumentError(name, f"{name}={value!r} is not allowed; it must be {bound}")
-    return float(value)  # type: ignore[arg-type]
+    return number
 
 
 def check_fraction(name: str, value: object) -> float:

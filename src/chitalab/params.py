@@ -94,7 +94,7 @@ def select_pruned(model: nn.Module, include: list[str] | None = None, exclude: l
             f"no conv/linear weight matches include={include} exclude={exclude}; "
             "check model.prune.include and model.prune.exclude"
         )
-    return PrunedParams(names, params)
+    return PrunedParams(names, params)  # type: ignore[arg-type]  # module.weight is a Parameter
 
 
 def keep_count(sparsity: float, numel: int) -> int:

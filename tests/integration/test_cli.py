@@ -245,3 +245,24 @@ def test_error_messages_are_printed_on_one_line(capsys):
         capsys.readouterr().err
         == "error: download failed (Tried https://a, got: <urlopen error> ); point paths.data_dir\n"
     )
+
+
+def test_a_solver_and_a_pattern_from_outside_src_run_through_hydra(tmp_path):
+    """tests/conf on Hydra's search path brings tests/extensions.py's solver and pattern."""
+    done = run_cli(
+        *SYNTHETIC,
+        f"hydra.searchpath=[file://{Path(__file__).resolve().parents[1] / 'conf'}]",
+        "pruner/solver=projected_gradient",
+        "pattern=per_tensor",
+        "sparsity=0.8",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert results["method"] == "CHITA (projected gradient)" and results["pattern"] == {"name": "PerTensorTopK"}
+    state = torch.load(tmp_path / WEIGHTS_FILE, weights_only=True)
+    weights = [state[f"fc{i}.weight"] for i in (1, 2, 3)]
+    total = sum(w.numel() for w in weights)
+    k = int(0.2 * total)
+    for w in weights:  # each tensor within its share of k
+        assert int((w != 0).sum()) <= k * w.numel() // total

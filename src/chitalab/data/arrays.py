@@ -50,4 +50,5 @@ def read_npz(path: str | Path) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         raise UserError(
             f"{path}: train images {tuple(splits[0].shape[1:])} and test images {tuple(splits[2].shape[1:])} differ in shape"
         )
-    return tuple(splits)
+    x_train, y_train, x_test, y_test = splits
+    return x_train, y_train, x_test, y_test

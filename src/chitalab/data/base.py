@@ -83,21 +83,24 @@ class TensorDataModule(PruningDataModule):
             self.train_set = TensorDataset(x_train, y_train)
             self.test_set = TensorDataset(x_test, y_test)
 
+    def splits(self) -> tuple[TensorDataset, TensorDataset]:
+        """The (train, test) sets, loaded on first use."""
+        self.setup()
+        assert self.train_set is not None and self.test_set is not None
+        return self.train_set, self.test_set
+
     @property
     def num_train(self) -> int:
-        self.setup()
-        return len(self.train_set)
+        return len(self.splits()[0])
 
     def sample_shape(self) -> tuple[int, ...]:
-        self.setup()
-        return tuple(self.train_set.tensors[0].shape[1:])
+        return tuple(self.splits()[0].tensors[0].shape[1:])
 
     def train_dataloader(self) -> DataLoader:
-        self.setup()
         transform = self.train_transform
         collate = partial(augmented_collate, transform) if transform is not None else None
         return DataLoader(
-            self.train_set,
+            self.splits()[0],
             batch_size=self.batch_size,
             shuffle=self.shuffle,
             num_workers=self.num_workers,
@@ -105,10 +108,8 @@ class TensorDataModule(PruningDataModule):
         )
 
     def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return DataLoader(self.test_set, batch_size=self.batch_size, num_workers=self.num_workers)
+        return DataLoader(self.splits()[1], batch_size=self.batch_size, num_workers=self.num_workers)
 
     def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        self.setup()
-        x, y = self.train_set.tensors
+        x, y = self.splits()[0].tensors
         return x[index], y[index]

@@ -86,8 +86,11 @@ class CIFAR10DataModule(ImageArrayDataModule):
                 f"CIFAR-10 could not be read from {folder} or downloaded ({err}); point paths.data_dir "
                 "(or CHITA_DATA_DIR) at a folder with cifar-10-batches-py or cifar10.npz"
             ) from None
-        out = []
-        for split in splits:
-            out.append(torch.from_numpy(split.data).permute(0, 3, 1, 2).float().div_(255.0))
-            out.append(torch.tensor(split.targets, dtype=torch.long))
-        return tuple(out)
+        (x_train, y_train), (x_test, y_test) = [
+            (
+                torch.from_numpy(s.data).permute(0, 3, 1, 2).float().div_(255.0),
+                torch.tensor(s.targets, dtype=torch.long),
+            )
+            for s in splits
+        ]
+        return x_train, y_train, x_test, y_test

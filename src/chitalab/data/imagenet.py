@@ -82,23 +82,25 @@ class ImageFolderDataModule(PruningDataModule):
                 len(self.val_set),
             )
 
+    def _sets(self) -> tuple[ImageFolder, ImageFolder, ImageFolder]:
+        """The (train, val, Fisher) folders, read on first use."""
+        self.setup()
+        assert self.train_set is not None and self.val_set is not None and self.fisher_set is not None
+        return self.train_set, self.val_set, self.fisher_set
+
     @property
     def num_train(self) -> int:
-        self.setup()
-        return len(self.train_set)
+        return len(self._sets()[0])
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.train_set, shuffle=True)
+        return self._loader(self._sets()[0], shuffle=True)
 
     def test_dataloader(self) -> DataLoader:
-        self.setup()
-        return self._loader(self.val_set, shuffle=False)
+        return self._loader(self._sets()[1], shuffle=False)
 
     def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
-        self.setup()
-        batches = list(self._loader(Subset(self.fisher_set, index.tolist()), shuffle=False))
+        batches = list(self._loader(Subset(self._sets()[2], index.tolist()), shuffle=False))
         return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])

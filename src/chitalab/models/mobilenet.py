@@ -45,7 +45,7 @@ class MobileNetV1(nn.Module):
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
-        layers = [_conv_bn(3, 32, 2)]
+        layers: list[nn.Module] = [_conv_bn(3, 32, 2)]
         inp = 32
         for out, stride in STAGES:
             layers.append(_separable(inp, out, stride))

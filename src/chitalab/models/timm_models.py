@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from typing import Any
 
 from torch import nn
 
@@ -21,7 +22,7 @@ def create_timm_model(name: str, num_classes: int | None = None, pretrained: boo
         close = difflib.get_close_matches(name, timm.list_models(), n=5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
         raise UserError(f"model.name={name!r} is not a timm model (see timm.list_models()){hint}")
-    kwargs = {} if num_classes is None else {"num_classes": num_classes}
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
     try:

@@ -136,7 +136,7 @@ def ablation_figure(cells: list[Cell], key: str, papers: dict, title: str, path:
             )
     values = [dict(c.ablation)[key] for c in cells]
     numeric = all(isinstance(v, (int, float)) for v in values)
-    low, high = (min(values), max(values)) if numeric else (None, None)
+    low, high = (float(min(values)), float(max(values))) if numeric else (0.0, 0.0)
     for ax, ylabel in ((acc_ax, "test accuracy (%)"), (obj_ax, "solver objective / n (lower is better)")):
         if numeric and high > 10 * max(low, 1e-12):
             if low <= 0:  # 0 iterations: linear near zero, logarithmic beyond 1

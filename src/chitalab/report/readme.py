@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from functools import partial
 from pathlib import Path
 
 from ..errors import UserError
@@ -21,6 +22,11 @@ def report_sections(report: Path) -> dict[str, str]:
     return sections
 
 
+def _relink(relative: str, match: re.Match[str]) -> str:
+    """An image link of the report, relative to the target file."""
+    return f"![{match.group(1)}]({relative}/{match.group(2)})"
+
+
 def update_markdown(target: Path, report: Path) -> list[str]:
     """Replace the text between `<!-- report:NAME -->` and `<!-- /report:NAME -->` in `target`
     with the report's section NAME; returns the names replaced."""
@@ -31,7 +37,7 @@ def update_markdown(target: Path, report: Path) -> list[str]:
         if start not in text or end not in text:
             continue
         relative = os.path.relpath(report.parent, target.parent)
-        body = IMAGE.sub(lambda m, relative=relative: f"![{m.group(1)}]({relative}/{m.group(2)})", body)
+        body = IMAGE.sub(partial(_relink, relative), body)
         head, _, rest = text.partition(start)
         _, _, tail = rest.partition(end)
         text = f"{head}{start}\n{body}\n{end}{tail}"

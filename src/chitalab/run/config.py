@@ -8,7 +8,7 @@ trainer, optimizer, callbacks, pattern, pruner and run kind are instantiated fro
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -96,5 +96,5 @@ def read_job(cfg: DictConfig) -> JobConfig:
         trainer=instantiate(cfg.trainer),
         logger=instantiate(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else None,
         report=report_keys(cfg),
-        config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[dict-item]
+        config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
     )

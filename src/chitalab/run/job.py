@@ -134,7 +134,7 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
 def build_job(config: JobConfig) -> Job:
     """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
-    datamodule.setup()
+    datamodule.setup("fit")
     needed = config.pruner.samples_needed()
     if needed > datamodule.num_train:
         raise UserError(
@@ -143,7 +143,7 @@ def build_job(config: JobConfig) -> Job:
         )
     net = load_model(config.model)
     check_compatible(net, datamodule, config.model.name, config.dataset)
-    pruned = select_pruned(net, config.model.include, config.model.exclude)
+    pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     pruned.check_finite()
     try:
         constraint = config.pattern(shapes=pruned.shapes)

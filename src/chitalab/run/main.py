@@ -6,11 +6,8 @@ from __future__ import annotations
 import logging
 import time
 
-from omegaconf import DictConfig
-
 from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
-from .config import read_job
-from .job import Job, RunOutcome, build_job
+from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run
 from .results import Results, Seconds, Sparsity
 
@@ -42,10 +39,10 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float) -> Resu
     )
 
 
-def run(cfg: DictConfig) -> Results:
-    """Run the job described by `cfg`; returns the results also written to results.json."""
-    start = time.perf_counter()
-    job = build_job(read_job(cfg))
+def run(config: JobConfig, start: float) -> Results:
+    """Run the job `config` describes (read at `start`, a perf_counter time); returns the
+    results also written to results.json."""
+    job = build_job(config)
     outcome = job.config.kind.execute(job)
     results = collect_results(job, outcome, time.perf_counter() - start)
     if outcome.writes_outputs:

@@ -87,7 +87,8 @@ def active_set_iht(
         )
         offset = _held_at_zero(problem, in_active)
         w = torch.zeros_like(x.w).index_copy_(0, active, sub_result.w)
-        x = Iterate(w, torch.nonzero(w).flatten(), sub_result.residual, sub_result.objective + offset)
+        residual = sub_result.residual if sub_result.residual is not None else problem.residual(w)
+        x = Iterate(w, torch.nonzero(w).flatten(), residual, sub_result.objective + offset)
         history.extend(h + offset for h in sub_result.history[1:])
         iterations += sub_result.iterations
         grown = _grow(problem, x, in_active, k, 1.0 / (2.0 * sub_L), constraint)

@@ -37,7 +37,8 @@ def layer_blocks(shapes: Sequence[Sequence[int]], block_size: int) -> list[tuple
     """
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    blocks, offset = [], 0
+    blocks: list[tuple[int, int]] = []
+    offset = 0
     for shape in shapes:
         rows = shape[0] if len(shape) else 1
         size = math.prod(shape)

@@ -23,7 +23,7 @@ class Solver(ABC):
     """Chooses an allowed support of at most k weights and their values for a `Problem`."""
 
     name: ClassVar[str]
-    variant: ClassVar[str | None]
+    variant: ClassVar[str | None] = None
     """How reports name the method CHITA with this solver: "CHITA (variant)"; None for the
     paper's own CHITA (the active set), named plainly."""
 
@@ -39,8 +39,8 @@ class Solver(ABC):
 class Backsolve(Solver):
     """CHITA-BSO: the allowed support of w̄, then the exact ridge fit on it."""
 
-    name = "backsolve"
-    variant = "backsolve"
+    name: ClassVar[str] = "backsolve"
+    variant: ClassVar[str | None] = "backsolve"
 
     def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
         return backsolve(problem, k, constraint=constraint)
@@ -49,8 +49,8 @@ class Backsolve(Solver):
 class IHT(Solver):
     """Iterative hard thresholding with the paper's step (see `chitalab.solver.iht`)."""
 
-    name = "iht"
-    variant = "iht"
+    name: ClassVar[str] = "iht"
+    variant: ClassVar[str | None] = "iht"
 
     def __init__(self, init: str = "backsolve", iterations: int = 100, tol: float = 1e-7, refit: bool = False):
         self.init = check_choice("init", init, INITS)
@@ -68,8 +68,8 @@ class ActiveSet(IHT):
     """CHITA-CD: IHT on an active set that grows while the objective improves
     (see `chitalab.solver.active_set`)."""
 
-    name = "active_set"
-    variant = None
+    name: ClassVar[str] = "active_set"
+    variant: ClassVar[str | None] = None
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ F⁻¹ = (I − G_bᵀ(nλI + G_bG_bᵀ)⁻¹G_b)/λ, so only an n x n matrix is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -137,7 +137,7 @@ def woodfisher(
         raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
     p = w_bar.numel()
     groups = list(groups) if groups is not None else [(0, p)]
-    passes = group_columns(gradients, groups, blocks)
+    passes: Iterable[tuple[Tensor, int, Sequence[tuple[int, int]]]] = group_columns(gradients, groups, blocks)
     if not callable(gradients) or len(groups) == 1:
         passes = list(passes)  # fetch each group once and keep it for the update pass
     w_ref = w_bar.to(dtype)

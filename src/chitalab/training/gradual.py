@@ -76,11 +76,14 @@ class GradualPruning(pl.Callback):
 
     def _masked_params(self, module: PrunableModule) -> list[tuple[nn.Parameter, Tensor]]:
         """(weight, mask) pairs; a mask restored from a checkpoint moves to its weight's device once."""
+        masks = self.masks
+        if masks is None:
+            return []
         pairs = []
         for name, p in zip(self.pruned_names, self._pruned(module).params):
-            if self.masks[name].device != p.device:
-                self.masks[name] = self.masks[name].to(p.device)
-            pairs.append((p, self.masks[name]))
+            if masks[name].device != p.device:
+                masks[name] = masks[name].to(p.device)
+            pairs.append((p, masks[name]))
         return pairs
 
     def _log(self, trainer: pl.Trainer, metrics: dict[str, float]) -> None:
@@ -140,7 +143,7 @@ class GradualPruning(pl.Callback):
             "epoch": trainer.current_epoch,
             "target_sparsity": level,
             "measured_sparsity": pruned.sparsity(),
-            **timing,
+            **(timing or {}),
             "rank_checksums": self._checksums(trainer, pruned),
         }
         if stages:

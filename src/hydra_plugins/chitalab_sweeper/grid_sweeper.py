@@ -32,8 +32,11 @@ class GridSweeper(BasicSweeper):
         super().__init__(max_batch_size=max_batch_size, params=None)
         self.grids = [dict(grid) for grid in grids or [{}]]
 
-    def split_arguments(self, overrides: list[Override], max_batch_size: int | None) -> list[list[list[str]]]:
+    def split_arguments(  # type: ignore[override]  # an instance method: it needs the config loader
+        self, overrides: list[Override], max_batch_size: int | None
+    ) -> list[list[list[str]]]:
         """The jobs of every grid, `overrides` (the command line) replacing grid keys."""
+        assert self.hydra_context is not None  # set by Hydra before the sweep
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         given = {override.get_key_element() for override in overrides}
         jobs: list[list[str]] = []
