@@ -71,8 +71,8 @@ def test_sparse_layers_compute_what_dense_ones_do():
     x = torch.randn(3, 6, 11, 9)
     assert torch.allclose(SparseConv2d(conv)(x), conv(x), atol=1e-5)
     linear = nn.Linear(7, 4)
-    xs = torch.randn(2, 3, 7)
-    assert torch.allclose(SparseLinear(linear)(xs), linear(xs), atol=1e-6)
+    for xs in (torch.randn(2, 3, 7), torch.randn(1, 7)):  # several rows, and the one-row kernel
+        assert torch.allclose(SparseLinear(linear)(xs), linear(xs), atol=1e-6)
     net = tiny_pruned()
     x = torch.randn(4, 3, 8, 8)
     sparse = sparsify(net, ["conv.weight", "fc.weight"])

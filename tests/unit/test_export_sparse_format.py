@@ -102,6 +102,19 @@ def test_sparse_file_is_much_smaller_than_torch_save_at_90_percent():
     assert len(to_bytes(state)) < 0.15 * dense_checkpoint_bytes(state)
 
 
+def test_negative_zeros_cost_one_bit_per_zero_and_only_when_present():
+    t = sparse_tensor((64, 64), 0.9)
+    flipped = t.clone()
+    flipped[(t == 0) & (torch.rand(64, 64) < 0.5)] = -0.0  # what w * mask leaves for negative w
+    plain, signed = encoded_sizes(t), encoded_sizes(flipped)
+    zeros = int((t == 0).sum())
+    assert signed["bitmask"] - plain["bitmask"] == -(-zeros // 8)
+    for encoding in ("bitmask", "csr"):
+        entry, parts = encode_tensor(flipped, encoding)
+        assert "negative_zeros" in parts and same_bits(decode_tensor(entry, parts), flipped)
+        assert "negative_zeros" not in encode_tensor(t, encoding)[1]
+
+
 def test_bits_pack_and_unpack():
     mask = torch.rand(37) < 0.5
     packed = pack_bits(mask)

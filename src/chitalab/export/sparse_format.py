@@ -4,8 +4,10 @@ bitmask plus the nonzero values, or CSR (row pointers, column indices, values).
 Why a format of our own: `pruned.pt` stores every zero; `torch.save` of sparse tensors
 would store int64 indices (larger than the dense tensor below ~67% sparsity for float32)
 and pickles. This file is a short JSON header and one byte blob, so it loads without
-unpickling anything, and `load_sparse(save_sparse(sd))` gives back `sd` bit for bit: a
-value counts as nonzero when any of its bytes is, so -0.0 and NaN survive too.
+unpickling anything, and `load_sparse(save_sparse(sd))` gives back `sd` bit for bit: NaN
+counts as nonzero, and a tensor holding -0.0 gets one more bitmask, over its zeros, of
+their signs (the pruners write +0.0 with masked_fill, so it is normally absent; a pruner
+that multiplies by a mask writes -0.0 for every pruned negative weight).
 
 Layout: MAGIC, the header length (8 bytes, little endian), the UTF-8 JSON header, then the
 blob; every part starts at a multiple of 8 bytes of the blob.
@@ -75,10 +77,16 @@ def index_dtype(max_value: int) -> torch.dtype:
 
 
 def nonzero_mask(t: Tensor) -> Tensor:
-    """Flat bool mask of the entries whose bytes are not all zero (so -0.0 and NaN count)."""
-    flat = t.detach().contiguous().reshape(-1)
-    raw = flat.view(torch.uint8).view(flat.numel(), flat.element_size())
-    return raw.ne(0).any(dim=1)
+    """Flat bool mask of the entries that are not zero (NaN counts as nonzero, -0.0 as zero)."""
+    return t.detach().reshape(-1) != 0
+
+
+def negative_zeros(t: Tensor, mask: Tensor) -> Tensor | None:
+    """Among the zeros of `t` (where `mask` is False), which are -0.0; None when there are none."""
+    if not t.is_floating_point():
+        return None
+    signs = torch.signbit(t.detach().reshape(-1)[~mask])
+    return signs if bool(signs.any()) else None
 
 
 def _rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -93,6 +101,8 @@ def encoded_sizes(t: Tensor, mask: Tensor | None = None) -> dict[Encoding, int]:
     """Bytes each encoding would take for `t` (parts only; the header is shared)."""
     mask = nonzero_mask(t) if mask is None else mask
     n, nnz, item = t.numel(), int(mask.sum()), t.element_size()
+    signs = negative_zeros(t, mask)
+    sign_bytes = 0 if signs is None else math.ceil(signs.numel() / 8)
     rows, cols = _rows_cols(tuple(t.shape))
     if len(t.shape) == 1:
         rows, cols = 1, n
@@ -100,8 +110,8 @@ def encoded_sizes(t: Tensor, mask: Tensor | None = None) -> dict[Encoding, int]:
     row_item = index_dtype(nnz).itemsize
     return {
         "dense": n * item,
-        "bitmask": math.ceil(n / 8) + nnz * item,
-        "csr": (rows + 1) * row_item + nnz * col_item + nnz * item,
+        "bitmask": math.ceil(n / 8) + nnz * item + sign_bytes,
+        "csr": (rows + 1) * row_item + nnz * col_item + nnz * item + sign_bytes,
     }
 
 
@@ -142,8 +152,10 @@ def encode_tensor(t: Tensor, encoding: Encoding | None = None) -> tuple[dict[str
     if encoding == "dense":
         return entry, {"values": flat}
     values = flat[mask]
+    signs = negative_zeros(t, mask)
+    extra = {} if signs is None else {"negative_zeros": pack_bits(signs)}
     if encoding == "bitmask":
-        return entry, {"mask": pack_bits(mask), "values": values}
+        return entry, {"mask": pack_bits(mask), "values": values, **extra}
     rows, cols = (1, flat.numel()) if t.dim() <= 1 else _rows_cols(tuple(t.shape))
     grid = mask.view(rows, cols)
     counts = grid.sum(dim=1)
@@ -153,6 +165,7 @@ def encode_tensor(t: Tensor, encoding: Encoding | None = None) -> tuple[dict[str
         "crow": crow.to(index_dtype(int(crow[-1]))),
         "col": col.to(index_dtype(max(cols - 1, 0))),
         "values": values,
+        **extra,
     }
 
 
@@ -166,15 +179,21 @@ def decode_tensor(entry: Mapping[str, Any], parts: Mapping[str, Tensor]) -> Tens
         return parts["values"].clone().view(shape)
     out = torch.zeros(n, dtype=dtype)
     if encoding == "bitmask":
-        out[unpack_bits(parts["mask"], n)] = parts["values"]
-        return out.view(shape)
-    if encoding == "csr":
+        mask = unpack_bits(parts["mask"], n)
+    elif encoding == "csr":
         rows, cols = (1, n) if len(shape) <= 1 else _rows_cols(shape)
         crow = parts["crow"].to(torch.int64)
         row = torch.repeat_interleave(torch.arange(rows), crow.diff())
-        out[row * cols + parts["col"].to(torch.int64)] = parts["values"]
-        return out.view(shape)
-    raise SparseFormatError(f"unknown encoding {encoding!r} in the header")
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[row * cols + parts["col"].to(torch.int64)] = True
+    else:
+        raise SparseFormatError(f"unknown encoding {encoding!r} in the header")
+    out[mask] = parts["values"]
+    if "negative_zeros" in parts:
+        zeros = (~mask).nonzero().flatten()
+        signs = unpack_bits(parts["negative_zeros"], zeros.numel())
+        out[zeros[signs]] = -0.0
+    return out.view(shape)
 
 
 def to_bytes(state: Mapping[str, Tensor]) -> bytes:

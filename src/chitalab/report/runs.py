@@ -15,6 +15,7 @@ log = logging.getLogger(__name__)
 METHOD_LABELS = {"mp": "MP", "woodfisher": "WoodFisher", "chita": "CHITA", "chitapp": "CHITA++"}
 METHOD_ORDER = ("MP", "WoodFisher", "CBS", "CHITA", "CHITA++")
 DEFAULT_CHITA_METHOD = "active_set"
+DEPLOY_FILE = "deploy.json"  # written by `python -m chitalab.export RUN_DIR --format deploy`
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Run:
     n_samples: int | None
     ablation: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # the pruner's settings, flattened ("stage_pruner.l2")
+    deploy: dict | None = None  # size, MACs and latency (chitalab.export), when the run has them
 
     @property
     def paper_method(self) -> str:
@@ -99,6 +101,23 @@ def distinguish_variants(runs: list[Run]) -> list[Run]:
     return out
 
 
+def read_deploy(results: dict, run_dir: Path) -> dict | None:
+    """The run's deploy block (size, MACs, latency): results.json's `deploy`, else
+    run_dir/deploy.json, else None."""
+    block = results.get("deploy")
+    if isinstance(block, dict):
+        return block
+    path = run_dir / DEPLOY_FILE
+    if not path.is_file():
+        return None
+    try:
+        loaded = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("skipping %s: not JSON", path)
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
 def _record(path: Path, results: dict) -> Run:
     setting = f"{results['model']}/{results['dataset']}"
     if results.get("schedule", "oneshot") != "oneshot":
@@ -122,6 +141,7 @@ def _record(path: Path, results: dict) -> Run:
         n_samples=fisher.get("n_samples"),
         ablation=dict(report.get("ablation") or {}),
         settings={k: v for k, v in _flatten(pruner).items() if k != "name"},
+        deploy=read_deploy(results, path.parent),
     )
 
 
