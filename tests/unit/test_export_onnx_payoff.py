@@ -65,8 +65,9 @@ def test_onnx_export_of_mlpnet_log_probabilities(tmp_path):
 
 
 def test_deploy_summary_is_json_friendly_and_counts_right():
-    net = pruned_tiny()
+    net = pruned_tiny().train()
     block = deploy_summary(net, ["conv.weight", "fc.weight"], torch.randn(1, 1, 8, 8))
+    assert net.training  # the caller's mode is kept
     text = json.dumps(block, allow_nan=False)  # finite numbers only
     assert json.loads(text) == block
     nonzero_fc = int((net.fc.weight != 0).sum())

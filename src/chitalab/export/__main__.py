@@ -18,6 +18,7 @@ Bad input ends with one `error: ...` line and exit code 2; nothing half-written 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -178,11 +179,12 @@ def export_onnx_checked(run: RunFolder, out: Path, check_batches: int | None, at
 
     require_onnxruntime()
     net = build_pruned_model(run)
-    first = next(test_batches(run))
+    batches = test_batches(run)  # the data are read once
+    first = next(batches)
     partial = out.with_name(out.name + ".checking")
     try:
         export_onnx(net, first[0][:2], partial)
-        check = check_onnx(partial, net, _limited(test_batches(run), check_batches))
+        check = check_onnx(partial, net, _limited(itertools.chain([first], batches), check_batches))
         if check.max_abs_diff > atol:
             raise _CheckFailed(
                 f"onnxruntime's outputs differ from PyTorch's by {check.max_abs_diff:.3g} (> --atol {atol:g}); "

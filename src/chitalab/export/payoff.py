@@ -9,6 +9,7 @@ takes) against sparse (`sparse_format`), and optionally CPU latency at batch 1 a
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,12 +46,35 @@ def deploy_summary(
     threads: int | None = 1,
     per_layer: bool = True,
 ) -> dict[str, Any]:
-    """The `deploy` block of results.json for a pruned `net` (on the CPU, in eval mode).
+    """The `deploy` block of results.json for a pruned `net` (measured on the CPU, in eval mode).
 
     `example_input`: one batch as the model takes it (its first sample is repeated to each
     batch size for latency). `latency=False` skips the timings (the cheap default);
     with it, about `latency_budget_s` seconds go to timing, with `threads` torch threads.
+    A model on a GPU is measured on a CPU copy; `net` keeps its device and train/eval mode.
     """
+    was_training = net.training
+    if any(t.device.type != "cpu" for t in net.state_dict().values()):
+        net = copy.deepcopy(net).cpu()  # the caller's model stays where it is
+    example_input = example_input.cpu()
+    try:
+        return finite(
+            _summary(net, pruned_names, example_input, latency, batch_sizes, latency_budget_s, threads, per_layer)
+        )
+    finally:
+        net.train(was_training)
+
+
+def _summary(
+    net: nn.Module,
+    pruned_names: list[str],
+    example_input: Tensor,
+    latency: bool,
+    batch_sizes: Sequence[int],
+    latency_budget_s: float,
+    threads: int | None,
+    per_layer: bool,
+) -> dict[str, Any]:
     state = net.state_dict()
     params = dict(net.named_parameters())
     layers = measure_layer_macs(net, example_input, pruned_names)
@@ -81,15 +105,15 @@ def deploy_summary(
     }
     if latency:
         block["latency"] = measure_latency(
-            net.cpu().eval(),
+            net.eval(),
             pruned_names,
-            example_input.cpu(),
+            example_input,
             batch_sizes,
             budget_s=latency_budget_s,
             threads=threads,
             per_layer=per_layer,
         )
-    return finite(block)
+    return block
 
 
 @dataclass(frozen=True)
