@@ -7,6 +7,7 @@ Prints a table per section and writes all figures, with the machine they came fr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -17,12 +18,13 @@ from pathlib import Path
 
 import torch
 
+from .deploy_bench import bench_deploy
 from .fisher_bench import bench_model
 from .measure import machine, memory_kind
 from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling
 from .tables import format_table
 
-SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block")
+SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy")
 L2 = 1e-3
 
 
@@ -45,6 +47,19 @@ class Sizes:
     block_p: int = 10**7
     block_n: int = 1000
     block_memory_gb: float = 2.0
+    deploy_sparsities: tuple[float, ...] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
+    deploy_batches: tuple[int, ...] = (1, 64)
+    deploy_repeats: int = 15
+    deploy_budget_s: float = 6.0  # per model, sparsity and batch size (at least 3 rounds each)
+    deploy_wide: int = 4096
+    deploy_threads: int = 1  # fixed: on 2 shared cores, 2-thread timings stalled whenever another job held a core
+    deploy_sweep: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
+    deploy_layers: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
+        ("linear", (4096, 4096), (4096,)),
+        ("linear", (40, 784), (784,)),
+        ("conv", (16, 16, 3, 3), (16, 32, 32)),
+        ("conv", (64, 64, 3, 3), (64, 8, 8)),
+    )
 
 
 FULL = Sizes()
@@ -63,6 +78,13 @@ QUICK = Sizes(
     block_p=200_000,
     block_n=50,
     block_memory_gb=0.05,
+    deploy_sparsities=(0.9,),
+    deploy_batches=(1, 4),
+    deploy_repeats=3,
+    deploy_budget_s=0.5,
+    deploy_wide=256,
+    deploy_sweep=(0.5, 0.95),
+    deploy_layers=(("linear", (256, 256), (256,)), ("conv", (8, 8, 3, 3), (8, 8, 8))),
 )
 
 
@@ -100,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's, all cores)")
+    parser.add_argument(
+        "--deploy-threads", type=int, default=1, help="torch threads for the deploy section's latency (default 1)"
+    )
     parser.add_argument("--out", default="outputs/benchmarks", help="folder for the JSON results")
     return parser
 
@@ -208,6 +233,77 @@ def _block(sizes: Sizes, device, log) -> tuple[dict, str]:
     return result, text
 
 
+def _deploy(sizes: Sizes, device, log) -> tuple[dict, str]:
+    if device.type != "cpu":
+        log("deploy: CPU latency only; measuring on the CPU")
+    result = bench_deploy(
+        sizes.deploy_sparsities,
+        sizes.deploy_batches,
+        sizes.deploy_repeats,
+        sizes.deploy_budget_s,
+        sizes.deploy_wide,
+        sizes.deploy_sweep,
+        sizes.deploy_layers,
+        log,
+        sizes.deploy_threads,
+    )
+    sources = "; ".join(
+        f"{m['model']}: {m['source']}, {m['pruned_weights']:,} pruned weights" for m in result["models"]
+    )
+    text = format_table(
+        f"Deploy: end-to-end CPU latency (ms per batch, median of interleaved rounds, {result['threads']} torch "
+        "thread(s); min_ = fastest round), global magnitude pruning; sparse = every pruned layer CSR, fastest = per "
+        "layer the faster; "
+        f"size = sparse checkpoint / torch.save state dict. {sources}",
+        result["rows"],
+        [
+            "model",
+            "sparsity",
+            "batch",
+            "dense_ms",
+            "sparse_ms",
+            "fastest_ms",
+            "speedup_sparse",
+            "speedup_fastest",
+            "min_dense_ms",
+            "min_fastest_ms",
+            "sparse_layers",
+            "macs_ratio",
+            "sparse_bytes",
+            "size_ratio",
+        ],
+    )
+    top = max(
+        sizes.deploy_sparsities, key=lambda s: (s <= 0.95, s)
+    )  # the per-layer table at 0.95 (or the nearest below)
+    layers = [r for r in result["layers"] if r["sparsity_target"] == top]
+    text += "\n\n" + format_table(
+        f"Deploy: per pruned layer at sparsity {top} (ms, median; input = what the layer receives in the model)",
+        layers,
+        ["model", "batch", "name", "kind", "shape", "sparsity", "dense_ms", "sparse_ms", "speedup"],
+    )
+    sweep_rows = [{**r, "input": s["input"]} for s in result["sweeps"] for r in s["rows"]]
+    text += "\n\n" + format_table(
+        "Deploy: single layers with random masks (ms, median; im2col_ms = F.unfold alone, the floor of the sparse conv)",
+        sweep_rows,
+        ["kind", "shape", "input", "sparsity", "dense_ms", "sparse_ms", "speedup", "im2col_ms"],
+    )
+    for s in result["sweeps"]:
+        value = s["break_even_sparsity"]
+        verdict = (
+            f"sparse faster from sparsity {value:.3f}"
+            if value is not None
+            else "sparse never faster up to the highest sparsity measured"
+        )
+        text += f"\n  break-even {s['kind']} {s['shape']} on {s['input']}: {verdict}"
+    text += "\n\n" + format_table(
+        "Deploy: linear kernels at sparsity 0.95 (ms, median)",
+        result["linear_kernels"],
+        list(result["linear_kernels"][0]),
+    )
+    return result, text
+
+
 RUNNERS = {
     "fisher": _fisher,
     "solvers": _solvers,
@@ -215,6 +311,7 @@ RUNNERS = {
     "scaling_p": _scaling("p"),
     "scaling_n": _scaling("n"),
     "block": _block,
+    "deploy": _deploy,
 }
 
 
@@ -225,12 +322,14 @@ def main(argv: list[str] | None = None) -> int:
         device = parse_device(args.device)
         if args.threads is not None and args.threads < 1:
             raise BadOption(f"--threads got {args.threads}; allowed: a positive integer")
+        if args.deploy_threads < 1:
+            raise BadOption(f"--deploy-threads got {args.deploy_threads}; allowed: a positive integer")
     except BadOption as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = QUICK if args.quick else FULL
+    sizes = dataclasses.replace(QUICK if args.quick else FULL, deploy_threads=args.deploy_threads)
     started = time.perf_counter()
 
     def log(message: str) -> None:

@@ -33,7 +33,18 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     done = run_benchmarks("--sections", "floor,warp", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block (comma-separated)"
+        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy (comma-separated)"
     ]
     done = run_benchmarks("--device", "tpu", "--out", str(tmp_path))
     assert done.returncode == 2 and "--device got 'tpu'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_quick_deploy_section_times_three_models_and_the_layer_sweeps(tmp_path):
+    done = run_benchmarks("--quick", "--sections", "deploy", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "Deploy: end-to-end CPU latency" in done.stdout and "break-even linear" in done.stdout
+    deploy = json.loads((tmp_path / "latest.json").read_text())["sections"]["deploy"]
+    assert deploy["threads"] == 1
+    assert {row["model"] for row in deploy["rows"]} == {"mlpnet", "resnet20", "wide_mlp_3x256"}
+    assert all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 and 0 < row["size_ratio"] < 1 for row in deploy["rows"])
+    assert {s["kind"] for s in deploy["sweeps"]} == {"linear", "conv"}

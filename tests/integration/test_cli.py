@@ -15,6 +15,7 @@ from tests.support import SYNTHETIC, run_cli
 
 RESULT_KEYS = {
     "schema_version",
+    "deploy",
     "method",
     "pattern",
     "trajectory",
@@ -46,6 +47,10 @@ def test_chita_run_writes_results_and_loadable_weights(tmp_path):
     assert results["sparsity"]["requested"] == 0.75
     assert results["sparsity"]["measured"] >= 0.75
     assert set(results["seconds"]) == {"fisher", "solver", "total"}
+    deploy = results["deploy"]
+    assert deploy["nonzero_pruned_weights"] == results["num_nonzero"]
+    assert deploy["checkpoint_bytes"]["sparse"] < deploy["checkpoint_bytes"]["dense"]
+    assert set(deploy["latency"]["batches"]) == {"1", "64"}
     assert 0 <= results["pruned"]["test_acc"] <= 100
     model = MLPNet(64, [16, 8], 4)
     model.load_state_dict(torch.load(tmp_path / WEIGHTS_FILE, weights_only=True))
@@ -116,6 +121,9 @@ def test_loggers_write_offline(tmp_path, logger):
         assert "pruned/test_acc" in metrics and "sparsity/measured" in metrics
     else:
         assert list(tmp_path.glob("wandb/offline-run-*")), "no offline W&B run was written"
+        assert (tmp_path / "pruned.sparse").is_file()  # written for the model artifact, which it is
+        run_file = next(tmp_path.glob("wandb/offline-run-*/run-*.wandb"))
+        assert b"pruned-model" in run_file.read_bytes()
 
 
 def _bad_checkpoint(tmp_path: Path, kind: str) -> str:

@@ -15,7 +15,7 @@ from chitalab.errors import UserError
 from chitalab.report import build_report
 from chitalab.report.readme import update_markdown
 from chitalab.report.tables import paper_values
-from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Sparsity
+from tests.support import write_results
 
 ACCURACY = {  # (pruner, sparsity) -> accuracies of seeds 0, 1, 2
     ("mp", 0.5): [93.9, 93.9, 93.9],
@@ -38,28 +38,7 @@ def write_run(
     experiment: str | None = "paper_oneshot_mlpnet",
     objective: float = 50.0,
 ) -> None:
-    """A results.json as a run writes it (through the Results schema)."""
-    folder.mkdir(parents=True)
-    results = Results(
-        model="mlpnet",
-        dataset="mnist",
-        schedule="oneshot",
-        method=LABELS[pruner["name"]],
-        pruner=pruner,
-        pattern={"name": "GlobalTopK"},
-        seed=seed,
-        device="cpu",
-        sparsity=Sparsity(requested=sparsity, measured=sparsity),
-        num_pruned_weights=1000,
-        num_nonzero=round(1000 * (1 - sparsity)),
-        dense=Evaluation(test_acc=93.97, test_loss=0.2),
-        pruned=Evaluation(test_acc=accuracy, test_loss=0.3),
-        seconds=Seconds(fisher=0.5, solver=1.5, total=4.0),
-        peak_memory_mb={"cpu_rss": 100.0, "cuda": None},
-        solver={"objective": objective},
-        report=ReportKeys(experiment=experiment, ablation=ablation or {}),
-    )
-    (folder / "results.json").write_text(results.to_json())
+    write_results(folder, pruner, LABELS[pruner["name"]], sparsity, seed, accuracy, ablation, experiment, objective)
 
 
 def pruner_settings(name: str) -> dict:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from chitalab.fisher import GradientSource
 from chitalab.params import select_pruned
 from chitalab.pruning import ChitaPruner, DrawKey, PruneContext, SampleStream
+from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Sparsity
 from chitalab.solver import GLOBAL_TOP_K, Backsolve, Solver, SparsityConstraint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,3 +100,40 @@ def prune_context(model: nn.Module, x: Tensor, y: Tensor, constraint: SparsityCo
 def chita(solver: Solver | None = None, l2: float = 1e-4, **gradients) -> ChitaPruner:
     """A ChitaPruner with a backsolve solver by default and GradientSource(**gradients)."""
     return ChitaPruner(GradientSource(**gradients), solver or Backsolve(), l2=l2)
+
+
+def write_results(
+    folder: Path,
+    pruner: dict,
+    method: str,
+    sparsity: float,
+    seed: int,
+    accuracy: float,
+    ablation: dict | None = None,
+    experiment: str | None = None,
+    objective: float = 50.0,
+    deploy: dict | None = None,
+) -> None:
+    """A results.json for MLPNet/MNIST, one shot, as a run writes it (through the Results schema)."""
+    folder.mkdir(parents=True)
+    results = Results(
+        model="mlpnet",
+        dataset="mnist",
+        schedule="oneshot",
+        method=method,
+        pruner=pruner,
+        pattern={"name": "GlobalTopK"},
+        seed=seed,
+        device="cpu",
+        sparsity=Sparsity(requested=sparsity, measured=sparsity),
+        num_pruned_weights=1000,
+        num_nonzero=round(1000 * (1 - sparsity)),
+        dense=Evaluation(test_acc=93.97, test_loss=0.2),
+        pruned=Evaluation(test_acc=accuracy, test_loss=0.3),
+        seconds=Seconds(fisher=0.5, solver=1.5, total=4.0),
+        peak_memory_mb={"cpu_rss": 100.0, "cuda": None},
+        solver={"objective": objective},
+        report=ReportKeys(experiment=experiment, ablation=ablation or {}),
+        deploy=deploy,
+    )
+    (folder / "results.json").write_text(results.to_json())

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..outputs import RESULTS_FILE
+from .deploy import deploy_section
 from .figures import ablation_figure, accuracy_figure, runtime_figure
 from .runs import load_runs, method_rank
 from .tables import (
@@ -159,6 +160,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         slug = _slug(title)
         build = _ablation_section if any(c.ablation for c in members) else _table_section
         md, lines = build(members, papers, title, slug, partial)
+        md += deploy_section(
+            [r for r in runs if (r.experiment, r.setting) == (experiment, setting)], title, slug, partial
+        )
         body += [f"## {title}", "", *md, *lines, ""]
         summary += [f"**{title}** — {sum(c.seeds for c in members)} runs.", *lines, ""]
     write_cells_csv(cells, papers, partial / "cells.csv")

@@ -14,6 +14,7 @@ from ..run.results import Results
 log = logging.getLogger(__name__)
 
 METHOD_ORDER = ("MP", "WoodFisher", "CBS", "CHITA", "CHITA++")
+DEPLOY_FILE = "deploy.json"  # written by `python -m chitalab.export RUN_DIR --format deploy`
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Run:
     n_samples: int | None
     ablation: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # the pruner's settings, flattened ("stage_pruner.l2")
+    deploy: dict | None = None  # size, MACs and latency (chitalab.export), when the run has them
 
     @property
     def paper_method(self) -> str:
@@ -90,6 +92,22 @@ def distinguish_variants(runs: list[Run]) -> list[Run]:
     return out
 
 
+def read_deploy(results: Results, run_dir: Path) -> dict | None:
+    """The run's deploy block (size, MACs, latency): results.json's `deploy`, else
+    run_dir/deploy.json, else None."""
+    if results.deploy is not None:
+        return results.deploy
+    path = run_dir / DEPLOY_FILE
+    if not path.is_file():
+        return None
+    try:
+        loaded = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        log.warning("skipping %s: not JSON", path)
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
 def _record(path: Path, results: Results) -> Run:
     setting = f"{results.model}/{results.dataset}"
     if results.schedule != "oneshot":
@@ -111,6 +129,7 @@ def _record(path: Path, results: Results) -> Run:
         n_samples=fisher.get("n_samples"),
         ablation=dict(results.report.ablation),
         settings={k: v for k, v in _flatten(results.pruner).items() if k != "name"},
+        deploy=read_deploy(results, path.parent),
     )
 
 

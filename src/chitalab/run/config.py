@@ -19,7 +19,7 @@ from ..data import PruningDataModule
 from ..errors import UserError, check_fraction, check_int
 from ..models import ModelSpec
 from ..pruning import Pruner
-from .job import JobConfig, PatternFactory, RunKind
+from .job import DeployOptions, JobConfig, PatternFactory, RunKind
 from .results import ReportKeys
 
 
@@ -96,5 +96,22 @@ def read_job(cfg: DictConfig) -> JobConfig:
         trainer=instantiate(cfg.trainer),
         logger=instantiate(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else None,
         report=report_keys(cfg),
+        deploy=instantiate(cfg.deploy) if cfg.get("deploy") else DeployOptions(latency=False),
         config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
     )
+
+
+def read_saved_run(config_file: Path, output_dir: Path) -> tuple[ModelSpec, PruningDataModule]:
+    """A finished run's model and data from its `.hydra/config.yaml`: the network with random
+    weights and no checkpoint or pretrained download (its pruned.pt holds every weight), and
+    the data module; paths resolve against the current environment, `output_dir` stands in for
+    Hydra's runtime folder."""
+    saved = OmegaConf.load(config_file)
+    assert isinstance(saved, DictConfig)
+    saved.paths.output_dir = str(output_dir)  # `${hydra:...}` does not resolve outside Hydra
+    model = saved.model
+    model.checkpoint = None
+    model.pretrained = False
+    if "net" in model and "pretrained" in model.net:
+        model.net.pretrained = False
+    return read_model(model), instantiate(saved.dataset.datamodule, _convert_="partial")

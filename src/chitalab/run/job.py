@@ -51,6 +51,14 @@ class RunKind(Protocol):
     def execute(self, job: Job) -> RunOutcome: ...
 
 
+@dataclass(frozen=True)
+class DeployOptions:
+    """What the run's deploy block measures (see `chitalab.export.deploy_summary`)."""
+
+    latency: bool = True
+    latency_budget_s: float = 2.0
+
+
 @dataclass
 class JobConfig:
     """Everything a job is built from, read and validated before any long work starts."""
@@ -71,6 +79,7 @@ class JobConfig:
     trainer: Callable[..., pl.Trainer]
     logger: Any
     report: ReportKeys
+    deploy: DeployOptions
     config: dict[str, Any]  # the resolved config, for the experiment logger
 
 

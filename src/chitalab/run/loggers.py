@@ -1,9 +1,10 @@
 """Logger glue: the job's config and final metrics to the experiment logger (W&B offline by
-default, CSV, or none), and the run closed."""
+default, CSV, or none), the model artifact, and the run closed."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pytorch_lightning.loggers import Logger, WandbLogger
@@ -12,16 +13,25 @@ from ..outputs import flatten_metrics
 
 
 def log_run(
-    logger: Logger | None, config: dict[str, Any], metrics: dict[str, float], series: Sequence[dict] = ()
+    logger: Logger | None,
+    config: dict[str, Any],
+    metrics: dict[str, float],
+    series: Sequence[dict] = (),
+    out_dir: Path | None = None,
 ) -> None:
-    """Record the job's config, a per-stage series (one step per entry) and the final
-    metrics, then close the run."""
+    """Record the job's config, a per-stage series (one step per entry), the final metrics and,
+    on W&B, the pruned model from `out_dir` as a model artifact (the sparse checkpoint when it
+    is smaller), then close the run."""
     if logger is None:
         return
     logger.log_hyperparams(config)
     for step, record in enumerate(series):
         logger.log_metrics(flatten_metrics(record, "stage/"), step=step)
     logger.log_metrics(metrics)
+    if isinstance(logger, WandbLogger) and out_dir is not None:
+        from ..export import log_model_artifact
+
+        log_model_artifact(logger, out_dir)
     logger.finalize("success")
     if isinstance(logger, WandbLogger):
         logger.experiment.finish()  # a multirun starts a new W&B run per job

@@ -6,15 +6,29 @@ from __future__ import annotations
 import logging
 import time
 
+import torch
+
 from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
 from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run
 from .results import Results, Seconds, Sparsity
 
+
+def deploy_block(job: Job) -> dict:
+    """The pruned model's size, MACs and CPU latency, measured on one training sample's shape."""
+    from ..export import deploy_summary  # only once a run has something to measure
+
+    x, _ = job.config.datamodule.training_samples(torch.arange(1))
+    options = job.config.deploy
+    return deploy_summary(
+        job.net, job.pruned.names, x, latency=options.latency, latency_budget_s=options.latency_budget_s
+    )
+
+
 log = logging.getLogger(__name__)
 
 
-def collect_results(job: Job, outcome: RunOutcome, total_seconds: float) -> Results:
+def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy: dict | None) -> Results:
     """The job's `Results` from what its run kind measured."""
     c = job.config
     return Results(
@@ -36,6 +50,7 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float) -> Resu
         solver=outcome.solver,
         trajectory=outcome.trajectory,
         report=c.report,
+        deploy=deploy,
     )
 
 
@@ -44,11 +59,12 @@ def run(config: JobConfig, start: float) -> Results:
     results also written to results.json."""
     job = build_job(config)
     outcome = job.config.kind.execute(job)
-    results = collect_results(job, outcome, time.perf_counter() - start)
+    deploy = deploy_block(job) if outcome.writes_outputs else None
+    results = collect_results(job, outcome, time.perf_counter() - start, deploy)
     if outcome.writes_outputs:
         save_outputs(job.config.out_dir, job.net.state_dict(), results.to_json())
         summary = results.to_dict()
         metrics = flatten_metrics({k: summary[k] for k in ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")})
-        log_run(job.config.logger, job.config.config, metrics, outcome.unlogged_series)
+        log_run(job.config.logger, job.config.config, metrics, outcome.unlogged_series, job.config.out_dir)
         log.info("wrote %s", job.config.out_dir)
     return results

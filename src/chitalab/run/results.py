@@ -63,6 +63,7 @@ class Results:
     solver: dict[str, Any] = field(default_factory=dict)
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     report: ReportKeys = field(default_factory=ReportKeys)
+    deploy: dict[str, Any] | None = None  # size, MACs and latency (`chitalab.export.deploy_summary`)
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
