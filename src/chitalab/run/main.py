@@ -13,6 +13,8 @@ from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run
 from .results import Results, Seconds, Sparsity
 
+log = logging.getLogger(__name__)
+
 
 def deploy_block(job: Job) -> dict:
     """The pruned model's size, MACs and CPU latency, measured on one training sample's shape."""
@@ -23,9 +25,6 @@ def deploy_block(job: Job) -> dict:
     return deploy_summary(
         job.net, job.pruned.names, x, latency=options.latency, latency_budget_s=options.latency_budget_s
     )
-
-
-log = logging.getLogger(__name__)
 
 
 def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy: dict | None) -> Results:
