@@ -19,10 +19,10 @@ import torch
 
 from .fisher_bench import bench_model
 from .measure import machine, memory_kind
-from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling
+from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling, bench_swap
 from .tables import format_table
 
-SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block")
+SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "swap")
 L2 = 1e-3
 
 
@@ -45,6 +45,9 @@ class Sizes:
     block_p: int = 10**7
     block_n: int = 1000
     block_memory_gb: float = 2.0
+    swap_p: tuple[int, ...] = (10**4, 10**5, 10**6)
+    swap_n: int = 100
+    swap_swaps: int = 50
 
 
 FULL = Sizes()
@@ -63,6 +66,9 @@ QUICK = Sizes(
     block_p=200_000,
     block_n=50,
     block_memory_gb=0.05,
+    swap_p=(1000, 4000),
+    swap_n=20,
+    swap_swaps=5,
 )
 
 
@@ -208,6 +214,30 @@ def _block(sizes: Sizes, device, log) -> tuple[dict, str]:
     return result, text
 
 
+def _swap(sizes: Sizes, device, log) -> tuple[dict, str]:
+    result = bench_swap(sizes.swap_p, sizes.swap_n, 0.1, sizes.swap_swaps, L2, device, log)
+    text = format_table(
+        f"Swap search, synthetic G, n = {sizes.swap_n}, k = 10%, at most {sizes.swap_swaps} swaps from the "
+        "backsolve support (setup = factorisation and first fit; floor = one G·v + one Gᵀ·r)",
+        result["rows"],
+        [
+            "n",
+            "p",
+            "k",
+            "swaps",
+            "setup_seconds",
+            "per_swap_seconds",
+            "per_swap_over_floor",
+            "floor_seconds",
+            "objective_backsolve",
+            "objective",
+        ],
+    )
+    exps = ", ".join(f"{m} {e:.2f}" for m, e in result["exponents"].items())
+    text += f"\n  fitted exponent in p (least squares on log-log): {exps}"
+    return result, text
+
+
 RUNNERS = {
     "fisher": _fisher,
     "solvers": _solvers,
@@ -215,6 +245,7 @@ RUNNERS = {
     "scaling_p": _scaling("p"),
     "scaling_n": _scaling("n"),
     "block": _block,
+    "swap": _swap,
 }
 
 

@@ -204,7 +204,11 @@ def swap_search(
     started = time.perf_counter()
     k = max(0, min(k, problem.p))
     if k in (0, problem.p):
-        w = fit_on_support(problem, torch.arange(k, device=problem.G.device))
+        w = (
+            torch.zeros_like(problem.w_bar)
+            if k == 0
+            else fit_on_support(problem, torch.arange(k, device=problem.G.device))
+        )
         f = problem.objective(w)
         return SolveResult(w=w, objective=f, iterations=0, history=[f], converged=True)
     s = _Search(problem)
