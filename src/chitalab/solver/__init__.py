@@ -3,10 +3,13 @@
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
 from .block import BlockSolveResult, block_backsolve, block_workspace_bytes, layer_blocks
+from .dead import dead_columns, solve_live
 from .iht import INITS, iht
 from .polish import POLISH_METHODS, polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
+from .ridge import fit_path, ridge_path, with_l2
+from .swap import swap_search
 from .woodfisher import UPDATES as WOODFISHER_UPDATES
 from .woodfisher import BlockInverseFisher, obs_update, woodfisher
 
@@ -22,13 +25,19 @@ __all__ = [
     "backsolve",
     "block_backsolve",
     "block_workspace_bytes",
+    "dead_columns",
     "fit_on_support",
+    "fit_path",
     "hard_threshold",
     "iht",
     "layer_blocks",
     "obs_update",
     "polish",
     "ridge_on_support",
+    "ridge_path",
+    "solve_live",
+    "swap_search",
     "top_k_support",
+    "with_l2",
     "woodfisher",
 ]

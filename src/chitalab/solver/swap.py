@@ -10,10 +10,12 @@ M = ridge·I + G_S G_Sᵀ (n x n, the Woodbury side) and, with β_j = g_jᵀM⁻
     adding j lowers f by u_j² / (2·ridge·(1 + β_j)) and moves w_i to w_i − γ_ij·u_j / (ridge·(1 + β_j));
     then removing i raises f by ridge·w_i'² / (2·(1 − α_i + γ_ij² / (1 + β_j))).
 
-Candidates are screened in batches: entering j by |u_j| and by u_j²/(ridge + ‖g_j‖²) (one Gᵀr
-per swap), leaving i by their exact removal cost ridge·w_i²/(2(1 − α_i)); every pair of the batch is
-then scored exactly. An accepted swap updates M⁻¹ and α by two rank-one (Sherman-Morrison) updates,
-O(n² + n·k), instead of refactoring. The internal algebra runs in float64 whatever G's dtype.
+Candidates are screened in batches: entering j by the gain of adding j alone (from u = one Gᵀr per
+swap and a screening copy of β for every coordinate, computed once in O(n²p) and kept up to date
+with two more G passes per swap), leaving i by their exact removal cost ridge·w_i²/(2(1 − α_i));
+every pair of the batch is then scored exactly. An accepted swap updates M⁻¹, α and β by two
+rank-one (Sherman-Morrison) updates, O(n² + n·k + n·p), instead of refactoring. The algebra that
+scores and accepts swaps runs in float64 whatever G's dtype; the screening copy of β is in G's.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from .problem import Problem, hard_threshold
 from .result import SolveResult
 
 F64 = torch.float64
+SCREEN_CHUNK = 4096  # columns of G per block when computing g_jᵀ M⁻¹ g_j for all j
 
 
 @dataclass
@@ -42,6 +45,8 @@ class _Fit:
     wS: Tensor  # (k,) float64: the fitted values
     r: Tensor  # (n,) float64: y − G_S w_S
     f: float
+    beta: Tensor  # (p,) G's dtype: g_jᵀ M⁻¹ g_j for every coordinate, for screening entering ones
+    u: Tensor  # (p,) float64: −∇f off the support, Gᵀr + ridge·w̄ − a (G's precision)
 
 
 class _Search:
@@ -55,7 +60,6 @@ class _Search:
         self.a = None if problem.a is None else problem.a.to(F64)
         self.w_bar_sq = float(self.w_bar @ self.w_bar)
         self.a_w_bar = 0.0 if self.a is None else float(self.a @ self.w_bar)
-        self.col_sq = torch.linalg.vector_norm(problem.G, dim=0).to(F64) ** 2
         # ρ·w̄ − a: the part of u = −∇f off the support that does not depend on the residual.
         self.push = self.rho * self.w_bar if self.a is None else self.rho * self.w_bar - self.a
 
@@ -94,7 +98,21 @@ class _Search:
         Minv = torch.cholesky_inverse(L) if int(info) == 0 else torch.linalg.inv(M)
         alpha = ((GS @ Minv) * GS).sum(dim=1)
         wS, r, f = self.refit(support, GS, Minv)
-        return _Fit(support, GS, Minv, alpha, wS, r, f)
+        u = (self.problem.G.T @ r.to(self.problem.G.dtype)).to(F64) + self.push
+        return _Fit(support, GS, Minv, alpha, wS, r, f, self.quadratic_all(Minv), u)
+
+    def quadratic_all(self, Minv: Tensor) -> Tensor:
+        """g_jᵀ M⁻¹ g_j for every column of G, in G's dtype, SCREEN_CHUNK columns at a time
+        (O(n²p): the setup's largest cost when p ≫ k)."""
+        G = self.problem.G
+        Minv = Minv.to(G.dtype)
+        out = torch.empty(self.problem.p, dtype=G.dtype, device=G.device)
+        for start in range(0, self.problem.p, SCREEN_CHUNK):
+            block = self.problem.columns(
+                torch.arange(start, min(start + SCREEN_CHUNK, self.problem.p), device=G.device)
+            )
+            out[start : start + block.shape[1]] = ((Minv @ block) * block).sum(dim=0)
+        return out
 
 
 def _dense(problem: Problem, x: _Fit) -> Tensor:
@@ -128,14 +146,13 @@ class _Swap:
 def _best_swap(s: _Search, x: _Fit, in_support: Tensor, n_in: int, n_out: int) -> _Swap | None:
     """Score every pair of the n_out cheapest leaving and the screened entering candidates exactly;
     the best pair, or None when no pair of the batch lowers f."""
-    u = s.problem.G.T @ x.r.to(s.problem.G.dtype)
-    u = u.to(F64) + s.push
-    lower = (u * u / (s.rho + s.col_sq)).masked_fill_(in_support, -1.0)
-    upper = (u * u).masked_fill_(in_support, -1.0)
+    u = x.u
+    # the gain of adding j alone, u_j² / (2·ridge·(1 + β_j)), with the screening copy of β
+    gain_alone = (u * u / (1.0 + x.beta.to(F64).clamp_min(0))).masked_fill_(in_support, -1.0)
     n_in = min(n_in, int((~in_support).sum()))
     if n_in == 0:
         return None
-    J = torch.unique(torch.cat([torch.topk(lower, n_in).indices, torch.topk(upper, n_in).indices]))
+    J = torch.topk(gain_alone, n_in).indices
     GJ = s.rows(J)
     VJ = GJ @ x.Minv
     beta = (VJ * GJ).sum(dim=1)
@@ -156,23 +173,27 @@ def _best_swap(s: _Search, x: _Fit, in_support: Tensor, n_in: int, n_out: int) -
 
 
 def _apply(s: _Search, x: _Fit, swap: _Swap) -> _Fit:
-    """x with the swap made: two Sherman-Morrison updates of M⁻¹ and α (add g_j, then remove g_i),
-    one column of G_S replaced, and the fit recomputed from M⁻¹ (O(n² + n·k))."""
-    Minv = x.Minv - torch.outer(swap.v, swap.v) / (1.0 + swap.beta)
-    alpha = x.alpha - (x.GS @ swap.v) ** 2 / (1.0 + swap.beta)
-    alpha_i = float(alpha[swap.position])
-    g_i = x.GS[swap.position].clone()
-    GS = x.GS.clone()
+    """The fit after the swap: two Sherman-Morrison updates of M⁻¹, α and β (add g_j, then remove
+    g_i), one row of G_S replaced and the fit recomputed from M⁻¹, O(n² + n·k), plus one pass over G
+    for β and the next u. M⁻¹, G_S, α and β are updated in place (x keeps its support and values)."""
+    G = s.problem.G
+    Minv, GS, alpha = x.Minv, x.GS, x.alpha
+    Minv.addr_(swap.v, swap.v, alpha=-1.0 / (1.0 + swap.beta))
+    alpha.sub_((GS @ swap.v) ** 2 / (1.0 + swap.beta))
+    keep = 1.0 - float(alpha[swap.position])
+    g_i = GS[swap.position].clone()
     GS[swap.position] = swap.g
     alpha[swap.position] = swap.beta / (1.0 + swap.beta)
     support = x.support.clone()
     support[swap.position] = swap.j
     v = Minv @ g_i
-    keep = 1.0 - alpha_i
-    Minv = Minv + torch.outer(v, v) / keep
-    alpha = alpha + (GS @ v) ** 2 / keep
+    Minv.addr_(v, v, alpha=1.0 / keep)
+    alpha.add_((GS @ v) ** 2 / keep)
     wS, r, f = s.refit(support, GS, Minv)
-    return _Fit(support, GS, Minv, alpha, wS, r, f)
+    T = (G.T @ torch.stack([swap.v, v, r], dim=1).to(G.dtype)).to(F64)  # one pass over G
+    beta = x.beta
+    beta.sub_((T[:, 0] ** 2 / (1.0 + swap.beta)).to(beta.dtype)).add_((T[:, 1] ** 2 / keep).to(beta.dtype))
+    return _Fit(support, GS, Minv, alpha, wS, r, f, beta, T[:, 2] + s.push)
 
 
 def swap_search(
@@ -227,13 +248,14 @@ def swap_search(
                 break
             width = min(max_batch, 4 * width)
             continue
-        candidate = _apply(s, x, swap)
+        f_before = x.f
+        candidate = _apply(s, x, swap)  # updates x's factor state in place
         since_refresh += 1
-        if not candidate.f < x.f or since_refresh >= refresh_every:
+        if not candidate.f < f_before or since_refresh >= refresh_every:
             candidate = s.fit(candidate.support)  # drifted, or due: refactor M from scratch
             since_refresh = 0
-            if not candidate.f < x.f:
-                converged = True  # the predicted gain was rounding error
+            if not candidate.f < f_before:
+                converged = True  # the predicted gain was rounding error: keep x's support and values
                 break
         x = candidate
         history.append(x.f)
