@@ -102,3 +102,21 @@ def test_needs_a_positive_ridge_and_handles_the_extremes():
     pr = make_problem(1)
     torch.testing.assert_close(swap_search(pr, pr.p).w, pr.w_bar)
     assert int((swap_search(pr, 0).w != 0).sum()) == 0
+
+
+def test_path_over_l2_warm_starts_and_matches_solving_each_l2():
+    from chitalab.solver.ridge import with_l2
+    from chitalab.solver.swap import swap_path
+
+    pr = make_problem(6, n=10, first_order=True, p=30)
+    k, l2s = 8, [1e-3, 1e-2, 1e-1]
+    path = swap_path(pr, k, l2s)
+    assert len(path) == len(l2s)
+    for result, l2 in zip(path, l2s):
+        alone = swap_search(with_l2(pr, l2), k)
+        exact = naive_objective(with_l2(pr, l2), result.w)
+        assert result.objective == pytest.approx(exact, rel=1e-9)
+        assert int((result.w != 0).sum()) <= k
+        # a warm start is another local optimum, not necessarily the same one: within 1 %
+        reference = naive_objective(with_l2(pr, l2), alone.w)
+        assert exact <= reference + 0.01 * abs(reference) + 1e-9

@@ -9,7 +9,7 @@ from .polish import POLISH_METHODS, polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
 from .ridge import fit_path, ridge_path, with_l2
-from .swap import swap_search
+from .swap import swap_path, swap_search
 from .woodfisher import UPDATES as WOODFISHER_UPDATES
 from .woodfisher import BlockInverseFisher, obs_update, woodfisher
 
@@ -36,6 +36,7 @@ __all__ = [
     "ridge_on_support",
     "ridge_path",
     "solve_live",
+    "swap_path",
     "swap_search",
     "top_k_support",
     "with_l2",
