@@ -32,13 +32,13 @@ from chitalab.models import MLPNet, load_checkpoint, loss_function
 from chitalab.module import evaluate_model
 from chitalab.params import keep_count, select_pruned
 from chitalab.solver import Problem, SolveResult, active_set_iht, backsolve, iht
-from chitalab.solver.dead import dead_columns, solve_live
+from chitalab.solver.dead import dead_columns, restrict_to_live, solve_live
 from chitalab.solver.ridge import with_l2
-from chitalab.solver.swap import swap_search
+from chitalab.solver.swap import swap_path, swap_search
 
 from .tables import format_table
 
-METHODS = ("backsolve", "active_set", "iht_refit", "swap")
+METHODS = ("backsolve", "active_set", "iht_refit", "swap", "swap_path")
 DEAD = ("keep", "drop")
 LAMBDA_ROUND = 2_000  # sample round of the held-out set, apart from the Fisher's (0) and the step search's
 CHECKPOINT = "mnist_25_epoch_93.97.ckpt"
@@ -55,6 +55,18 @@ def solver(method: str, args: argparse.Namespace) -> Callable[[Problem, int], So
     if method == "swap":
         return lambda p, k: swap_search(p, k, time_budget_s=args.swap_budget)
     raise ValueError(method)
+
+
+def solve_path(problem: Problem, k: int, l2s: list[float], dead: str, budget: float) -> dict[float, tuple]:
+    """swap_path over the whole grid at once (warm starts, one shared budget): λ → (result, seconds),
+    the seconds split evenly among the λ."""
+    tic = time.perf_counter()
+    restriction = restrict_to_live(problem) if dead == "drop" else None
+    results = swap_path(problem if restriction is None else restriction.problem, k, l2s, time_budget_s=budget)
+    if restriction is not None:
+        results = [restriction.lift(result) for result in results]
+    seconds = (time.perf_counter() - tic) / len(l2s)
+    return {l2: (result, seconds) for l2, result in zip(l2s, results)}
 
 
 @torch.no_grad()
@@ -96,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n", type=int, default=1000, help="Fisher samples (mini-batch 1)")
     parser.add_argument("--holdout", type=int, default=2000, help="held-out training samples for the λ choice")
     parser.add_argument("--swap-budget", type=float, default=25.0, help="seconds per swap search")
+    parser.add_argument("--path-budget", type=float, default=25.0, help="seconds for swap_path over the whole l2 grid")
     parser.add_argument("--iht-iter", type=int, default=100, help="refit IHT iterations")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="outputs/search_mlpnet")
@@ -137,14 +150,20 @@ def main(argv: list[str] | None = None) -> int:
         log(f"seed {seed}: G {tuple(G.shape)}, {int(dead_columns(G).sum())} dead columns")
         for sparsity in sparsities:
             k = keep_count(sparsity, w_bar.numel())
+            paths: dict[str, dict[float, tuple]] = {}
             for l2 in l2s:
                 problem = Problem.from_gradients(G, w_bar, l2)
                 for dead in deads:
                     for method in methods:
-                        solve = solver(method, args)
-                        tic = time.perf_counter()
-                        result = solve_live(problem, k, solve) if dead == "drop" else solve(problem, k)
-                        seconds = time.perf_counter() - tic
+                        if method == "swap_path":
+                            if dead not in paths:
+                                paths[dead] = solve_path(problem, k, l2s, dead, args.path_budget)
+                            result, seconds = paths[dead][l2]
+                        else:
+                            solve = solver(method, args)
+                            tic = time.perf_counter()
+                            result = solve_live(problem, k, solve) if dead == "drop" else solve(problem, k)
+                            seconds = time.perf_counter() - tic
                         w = result.w.to(w_bar.dtype)
                         pruned.assign(w)
                         held = mean_loss(model, loss_fn, x_held, y_held)

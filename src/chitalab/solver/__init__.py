@@ -3,7 +3,7 @@
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
 from .block import BlockSolveResult, block_backsolve, block_workspace_bytes, layer_blocks
-from .dead import dead_columns, solve_live
+from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .iht import INITS, iht
 from .polish import POLISH_METHODS, polish
 from .problem import Problem, hard_threshold, top_k_support
@@ -19,6 +19,7 @@ __all__ = [
     "WOODFISHER_UPDATES",
     "BlockInverseFisher",
     "BlockSolveResult",
+    "LiveRestriction",
     "Problem",
     "SolveResult",
     "active_set_iht",
@@ -33,6 +34,7 @@ __all__ = [
     "layer_blocks",
     "obs_update",
     "polish",
+    "restrict_to_live",
     "ridge_on_support",
     "ridge_path",
     "solve_live",

@@ -11,6 +11,7 @@ ones exist.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -60,6 +61,41 @@ def dead_gain(problem: Problem, index: Tensor) -> Tensor:
 Solver = Callable[[Problem, int], SolveResult]
 
 
+@dataclass(frozen=True)
+class LiveRestriction:
+    """The problem restricted to its live coordinates, and how to lift a solution of it back."""
+
+    problem: Problem  # over the live coordinates only
+    live: Tensor  # their indices in the full problem
+    offset: float  # full objective − restricted objective (the dead weights held at zero)
+    p: int  # coordinates of the full problem
+
+    def lift(self, result: SolveResult) -> SolveResult:
+        """A solution of the restricted problem as one of the full problem (dead weights zero)."""
+        w = torch.zeros(self.p, dtype=result.w.dtype, device=result.w.device).index_copy_(0, self.live, result.w)
+        return SolveResult(
+            w=w,
+            objective=result.objective + self.offset,
+            iterations=result.iterations,
+            history=[h + self.offset for h in result.history],
+            converged=result.converged,
+            residual=result.residual,
+        )
+
+
+def restrict_to_live(problem: Problem, rtol: float = 0.0) -> LiveRestriction | None:
+    """The restriction to the coordinates whose column is alive (see `dead_columns`), or None when
+    no column is dead. The caller checks that at least k live coordinates remain (`solve_live`
+    handles the case with fewer)."""
+    dead = dead_columns(problem.G, rtol)
+    if not bool(dead.any()):
+        return None
+    live = torch.nonzero(~dead).flatten()
+    return LiveRestriction(
+        problem.restrict(live), live, held_at_zero(problem, torch.nonzero(dead).flatten()), problem.p
+    )
+
+
 def solve_live(problem: Problem, k: int, solver: Solver, rtol: float = 0.0) -> SolveResult:
     """Run `solver` on the coordinates whose gradient column is alive (see `dead_columns`) and
     return its solution in full length; dead coordinates are pruned.
@@ -69,26 +105,15 @@ def solve_live(problem: Problem, k: int, solver: Solver, rtol: float = 0.0) -> S
     The objective and history are those of the full problem (the restricted one plus the constant
     of `held_at_zero`).
     """
-    dead = dead_columns(problem.G, rtol)
-    if not bool(dead.any()):
+    restriction = restrict_to_live(problem, rtol)
+    if restriction is None:
         return solver(problem, k)
-    live = torch.nonzero(~dead).flatten()
-    dead_index = torch.nonzero(dead).flatten()
+    live = restriction.live
     if live.numel() < k:
+        dead_index = torch.nonzero(dead_columns(problem.G, rtol)).flatten()
         fill = dead_index[torch.topk(dead_gain(problem, dead_index), k - live.numel()).indices]
         support = torch.cat([live, fill]).sort().values
         w = fit_on_support(problem, support)
         f = problem.objective(w)
         return SolveResult(w=w, objective=f, iterations=1, history=[f], converged=True)
-    sub = problem.restrict(live)
-    result = solver(sub, k)
-    offset = held_at_zero(problem, dead_index)
-    w = torch.zeros_like(problem.w_bar).index_copy_(0, live, result.w)
-    return SolveResult(
-        w=w,
-        objective=result.objective + offset,
-        iterations=result.iterations,
-        history=[h + offset for h in result.history],
-        converged=result.converged,
-        residual=result.residual,
-    )
+    return restriction.lift(solver(restriction.problem, k))
