@@ -137,68 +137,97 @@ def _start_support(problem: Problem, k: int, w0: Tensor | None) -> Tensor:
 
 
 @dataclass
+class _Entering:
+    """The screened entering candidates of one round, kept exact while swaps are made."""
+
+    J: Tensor  # (m,) coordinates
+    GJ: Tensor  # (m, n) float64: their columns of G
+    VJ: Tensor  # (m, n) float64: rows M⁻¹ g_j
+    beta: Tensor  # (m,) float64: g_jᵀ M⁻¹ g_j
+    u: Tensor  # (m,) float64: u_j at the current fit
+    open: Tensor  # (m,) bool: still outside the support
+
+
+@dataclass
 class _Swap:
     position: int  # index into the support of the leaving coordinate
-    j: int  # the entering coordinate
-    v: Tensor  # M⁻¹ g_j
-    g: Tensor  # g_j (float64)
-    beta: float
+    column: int  # index into the entering candidates of the entering coordinate
     change: float  # predicted change of f
 
 
-def _best_swap(s: _Search, x: _Fit, in_support: Tensor, n_in: int, n_out: int) -> _Swap | None:
-    """Score every pair of the n_out cheapest leaving and the screened entering candidates exactly;
-    the best pair, or None when no pair of the batch lowers f."""
-    u = x.u
-    # the gain of adding j alone, u_j² / (2·ridge·(1 + β_j)), with the screening copy of β
-    gain_alone = (u * u / (1.0 + x.beta.to(F64).clamp_min(0))).masked_fill_(in_support, -1.0)
-    n_in = min(n_in, int((~in_support).sum()))
-    if n_in == 0:
+def _entering(s: _Search, x: _Fit, in_support: Tensor, width: int) -> _Entering | None:
+    """The `width` coordinates off the support of largest single-add gain u_j²/(2·ridge·(1 + β_j)),
+    ranked with the screening copy of β, with their exact β and u."""
+    gain_alone = (x.u * x.u / (1.0 + x.beta.to(F64).clamp_min(0))).masked_fill_(in_support, -1.0)
+    width = min(width, int((~in_support).sum()))
+    if width == 0:
         return None
-    J = torch.topk(gain_alone, n_in).indices
+    J = torch.topk(gain_alone, width).indices
     GJ = s.rows(J)
     VJ = GJ @ x.Minv
     beta = (VJ * GJ).sum(dim=1)
-    uJ = GJ @ x.r + s.push.index_select(0, J)  # exact, in float64
-    sJ = s.rho * (1.0 + beta)
-    gain = uJ * uJ / (2.0 * sJ)
-    removal = s.rho * x.wS * x.wS / (2.0 * (1.0 - x.alpha).clamp_min(torch.finfo(F64).tiny))
-    leaving = torch.topk(removal, min(n_out, removal.numel()), largest=False).indices
-    gamma = x.GS.index_select(0, leaving) @ VJ.T
-    w_new = x.wS.index_select(0, leaving)[:, None] - gamma * (uJ / sJ)[None, :]
-    denom = (1.0 - x.alpha.index_select(0, leaving))[:, None] + gamma * gamma / (1.0 + beta)[None, :]
-    change = s.rho * w_new * w_new / (2.0 * denom.clamp_min(torch.finfo(F64).tiny)) - gain[None, :]
+    u = GJ @ x.r + s.push.index_select(0, J)
+    return _Entering(J, GJ, VJ, beta, u, torch.ones_like(J, dtype=torch.bool))
+
+
+def _best_swap(s: _Search, x: _Fit, e: _Entering, width: int) -> _Swap | None:
+    """Score every pair of the `width` kept coordinates of lowest removal cost and the open
+    entering candidates exactly; the best pair, or None when no pair lowers f."""
+    tiny = torch.finfo(F64).tiny
+    sJ = s.rho * (1.0 + e.beta)
+    gain = (e.u * e.u / (2.0 * sJ)).masked_fill(~e.open, -float("inf"))
+    removal = s.rho * x.wS * x.wS / (2.0 * (1.0 - x.alpha).clamp_min(tiny))
+    leaving = torch.topk(removal, min(width, removal.numel()), largest=False).indices
+    gamma = x.GS.index_select(0, leaving) @ e.VJ.T
+    w_new = x.wS.index_select(0, leaving)[:, None] - gamma * (e.u / sJ)[None, :]
+    denom = (1.0 - x.alpha.index_select(0, leaving))[:, None] + gamma * gamma / (1.0 + e.beta)[None, :]
+    change = s.rho * w_new * w_new / (2.0 * denom.clamp_min(tiny)) - gain[None, :]
     best = int(torch.argmin(change))
     a, b = divmod(best, change.shape[1])
     if not float(change[a, b]) < 0:
         return None
-    return _Swap(int(leaving[a]), int(J[b]), VJ[b], GJ[b], float(beta[b]), float(change[a, b]))
+    return _Swap(int(leaving[a]), b, float(change[a, b]))
 
 
-def _apply(s: _Search, x: _Fit, swap: _Swap) -> _Fit:
-    """The fit after the swap: two Sherman-Morrison updates of M⁻¹, α and β (add g_j, then remove
-    g_i), one row of G_S replaced and the fit recomputed from M⁻¹, O(n² + n·k), plus one pass over G
-    for β and the next u. M⁻¹, G_S, α and β are updated in place (x keeps its support and values)."""
-    G = s.problem.G
+def _apply(s: _Search, x: _Fit, e: _Entering, swap: _Swap) -> tuple[_Fit, Tensor, Tensor]:
+    """The fit after the swap, O(n² + n·k + n·m) without reading G: two Sherman-Morrison updates of
+    M⁻¹ and α (add g_j, then remove g_i), one row of G_S replaced, the fit recomputed from M⁻¹, and
+    the entering candidates' V, β and u brought up to date. M⁻¹, G_S and α are updated in place (x
+    keeps its support and values). Returns the fit and the two update vectors with their weights,
+    (2, n) and (2,), for the screening copy of β (see `_screen`)."""
+    b = swap.column
+    v1, beta_j = e.VJ[b].clone(), float(e.beta[b])
     Minv, GS, alpha = x.Minv, x.GS, x.alpha
-    Minv.addr_(swap.v, swap.v, alpha=-1.0 / (1.0 + swap.beta))
-    alpha.sub_((GS @ swap.v) ** 2 / (1.0 + swap.beta))
+    Minv.addr_(v1, v1, alpha=-1.0 / (1.0 + beta_j))
+    alpha.sub_((GS @ v1) ** 2 / (1.0 + beta_j))
     keep = 1.0 - float(alpha[swap.position])
     g_i = GS[swap.position].clone()
-    GS[swap.position] = swap.g
-    alpha[swap.position] = swap.beta / (1.0 + swap.beta)
+    GS[swap.position] = e.GJ[b]
+    alpha[swap.position] = beta_j / (1.0 + beta_j)
     support = x.support.clone()
-    support[swap.position] = swap.j
-    v = Minv @ g_i
-    Minv.addr_(v, v, alpha=1.0 / keep)
-    alpha.add_((GS @ v) ** 2 / keep)
+    support[swap.position] = e.J[b]
+    v2 = Minv @ g_i
+    Minv.addr_(v2, v2, alpha=1.0 / keep)
+    alpha.add_((GS @ v2) ** 2 / keep)
     wS, r, f = s.refit(support, GS, Minv)
-    # one pass over G; the (3, n) operand must be transposed-contiguous: a row-major (n, 3) one
-    # takes a skinny-GEMM path that is ~3.5x slower on CPU
-    T = (G.T @ torch.stack([swap.v, v, r]).to(G.dtype).T).to(F64)
-    beta = x.beta
-    beta.sub_((T[:, 0] ** 2 / (1.0 + swap.beta)).to(beta.dtype)).add_((T[:, 1] ** 2 / keep).to(beta.dtype))
-    return _Fit(support, GS, Minv, alpha, wS, r, f, beta, T[:, 2] + s.push)
+    e.VJ.addr_(e.GJ @ v1, v1, alpha=-1.0 / (1.0 + beta_j)).addr_(e.GJ @ v2, v2, alpha=1.0 / keep)
+    e.beta = (e.VJ * e.GJ).sum(dim=1)
+    e.u = e.GJ @ r + s.push.index_select(0, e.J)
+    e.open[b] = False
+    weights = torch.tensor([-1.0 / (1.0 + beta_j), 1.0 / keep], dtype=F64, device=v1.device)
+    return _Fit(support, GS, Minv, alpha, wS, r, f, x.beta, x.u), torch.stack([v1, v2]), weights
+
+
+def _screen(s: _Search, x: _Fit, vectors: list[Tensor], weights: list[Tensor]) -> None:
+    """Bring the screening copy of β (β_j += Σ weight·(g_jᵀv)²) and u up to date after a round of
+    swaps, in one pass over G. The operand is transposed-contiguous: a row-major (n, m) one takes a
+    skinny-GEMM path that is several times slower on CPU."""
+    G = s.problem.G
+    V = torch.cat([*vectors, x.r[None, :]]).to(G.dtype)
+    T = (G.T @ V.T).to(F64)
+    w = torch.cat(weights)
+    x.beta.add_(((T[:, :-1] ** 2) @ w).to(x.beta.dtype))
+    x.u = T[:, -1] + s.push
 
 
 def swap_search(
@@ -209,6 +238,7 @@ def swap_search(
     time_budget_s: float | None = None,
     batch: int = 64,
     max_batch: int = 1024,
+    swaps_per_pass: int = 8,
     tol: float = 1e-10,
     refresh_every: int = 200,
 ) -> SolveResult:
@@ -216,17 +246,22 @@ def swap_search(
     each support scored by its exact ridge fit (see the module docstring).
 
     Starts from the support of w0 (default: the backsolve support, so the result is never worse
-    than CHITA-BSO) and its exact fit. Each round screens `batch` entering candidates per ranking
-    and `batch` leaving ones; when none of their pairs lowers f by more than tol·max(|f|, 1) the
-    batch is widened fourfold up to `max_batch`, and the search stops (converged) when the widest
-    batch has no improving pair. It also stops after `max_swaps` swaps or `time_budget_s` seconds.
-    Each accepted swap is checked on the recomputed fit (the objective must drop); M⁻¹ is refactored
-    every `refresh_every` swaps and whenever that check fails. Needs ridge > 0.
+    than CHITA-BSO) and its exact fit. Each round screens the `batch` entering candidates of largest
+    single-add gain (one pass over G per round) and makes up to `swaps_per_pass` swaps among them,
+    each the best pair of an open entering candidate and one of the `batch` kept coordinates of
+    lowest removal cost. When the first pair of a round does not lower f by more than
+    tol·max(|f|, 1) the batch is widened fourfold up to `max_batch`, and the search stops
+    (converged) when the widest batch has no improving pair. It also stops after `max_swaps` swaps
+    or `time_budget_s` seconds. Each accepted swap is checked on the recomputed fit (the objective
+    must drop); M⁻¹ is refactored every `refresh_every` swaps and whenever that check fails.
+    Needs ridge > 0.
     """
     if problem.ridge <= 0:
         raise ValueError(f"swap_search needs a positive ridge (l2 > 0), got ridge {problem.ridge}")
-    if batch < 1 or max_batch < batch:
-        raise ValueError(f"need 1 <= batch <= max_batch, got batch={batch}, max_batch={max_batch}")
+    if batch < 1 or max_batch < batch or swaps_per_pass < 1:
+        raise ValueError(
+            f"need 1 <= batch <= max_batch and swaps_per_pass >= 1, got {batch}, {max_batch}, {swaps_per_pass}"
+        )
     started = time.perf_counter()
     k = max(0, min(k, problem.p))
     if k in (0, problem.p):
@@ -237,34 +272,55 @@ def swap_search(
         )
         f = problem.objective(w)
         return SolveResult(w=w, objective=f, iterations=0, history=[f], converged=True)
+
+    def in_time() -> bool:
+        return time_budget_s is None or time.perf_counter() - started < time_budget_s
+
     s = _Search(problem)
     x = s.fit(_start_support(problem, k, w0))
     starts = [_dense(problem, x)] + ([] if w0 is None else [hard_threshold(w0.to(problem.w_bar), k)[0]])
     history = [x.f]
-    swaps, since_refresh, converged = 0, 0, False
+    swaps, since_refresh, converged, stalled = 0, 0, False, False
     width = batch
-    while swaps < max_swaps and (time_budget_s is None or time.perf_counter() - started < time_budget_s):
+    while swaps < max_swaps and in_time() and not stalled:
         in_support = torch.zeros(problem.p, dtype=torch.bool, device=problem.G.device)
         in_support[x.support] = True
-        swap = _best_swap(s, x, in_support, width, width)
-        if swap is None or -swap.change <= tol * max(abs(x.f), 1.0):
-            if width >= max_batch:
-                converged = True
+        entering = _entering(s, x, in_support, width)
+        vectors: list[Tensor] = []
+        weights: list[Tensor] = []
+        fresh = False
+        for _ in range(swaps_per_pass if entering is not None else 0):
+            assert entering is not None
+            swap = _best_swap(s, x, entering, width)
+            if swap is None or -swap.change <= tol * max(abs(x.f), 1.0) or swaps >= max_swaps or not in_time():
+                break
+            f_before = x.f
+            candidate, v, wt = _apply(s, x, entering, swap)  # updates x's factor state in place
+            since_refresh += 1
+            if not candidate.f < f_before or since_refresh >= refresh_every:
+                candidate = s.fit(candidate.support)  # drifted, or due: refactor M from scratch
+                since_refresh, fresh = 0, True
+                if not candidate.f < f_before:
+                    stalled = True  # the predicted gain was rounding error: keep x's support and values
+                    break
+            x = candidate
+            history.append(x.f)
+            swaps += 1
+            vectors.append(v)
+            weights.append(wt)
+            if fresh:
+                break
+        if stalled:
+            converged = True
+            break
+        if not vectors:
+            if width >= max_batch or entering is None:
+                converged = in_time() and swaps < max_swaps
                 break
             width = min(max_batch, 4 * width)
             continue
-        f_before = x.f
-        candidate = _apply(s, x, swap)  # updates x's factor state in place
-        since_refresh += 1
-        if not candidate.f < f_before or since_refresh >= refresh_every:
-            candidate = s.fit(candidate.support)  # drifted, or due: refactor M from scratch
-            since_refresh = 0
-            if not candidate.f < f_before:
-                converged = True  # the predicted gain was rounding error: keep x's support and values
-                break
-        x = candidate
-        history.append(x.f)
-        swaps += 1
+        if not fresh:
+            _screen(s, x, vectors, weights)
         width = batch
     w = _dense(problem, x)
     f = problem.objective(w)
