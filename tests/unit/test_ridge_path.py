@@ -14,10 +14,11 @@ L2S = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
 
 @pytest.mark.parametrize("n", [5, 40])  # n < |S| (n x n side) and n > |S| (|S| x |S| side)
 @pytest.mark.parametrize("first_order", [False, True])
-def test_path_matches_one_solve_per_l2(n, first_order):
+@pytest.mark.parametrize("method", ["cholesky", "eigh"])
+def test_path_matches_one_solve_per_l2(n, first_order, method):
     pr = make_problem(4, n=n, first_order=first_order)
     support = torch.tensor([0, 2, 3, 7, 8, 11, 13])
-    path = ridge_path(pr, support, L2S)
+    path = ridge_path(pr, support, L2S, method)
     assert path.shape == (len(L2S), support.numel())
     for row, l2 in zip(path, L2S):
         torch.testing.assert_close(row, ridge_on_support(with_l2(pr, l2), support), rtol=1e-7, atol=1e-9)
@@ -39,3 +40,5 @@ def test_singular_grids_are_refused():
         ridge_path(pr, torch.arange(10), [0.0, 1e-2])
     with pytest.raises(ValueError):
         with_l2(pr, -1.0)
+    with pytest.raises(ValueError, match="method"):
+        ridge_path(pr, torch.arange(3), [1e-2], "qr")
