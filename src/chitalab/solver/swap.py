@@ -10,12 +10,14 @@ M = ridge·I + G_S G_Sᵀ (n x n, the Woodbury side) and, with β_j = g_jᵀM⁻
     adding j lowers f by u_j² / (2·ridge·(1 + β_j)) and moves w_i to w_i − γ_ij·u_j / (ridge·(1 + β_j));
     then removing i raises f by ridge·w_i'² / (2·(1 − α_i + γ_ij² / (1 + β_j))).
 
-Candidates are screened in batches: entering j by the gain of adding j alone (from u = one Gᵀr per
-swap and a screening copy of β for every coordinate, computed once in O(n²p) and kept up to date
-with two more G passes per swap), leaving i by their exact removal cost ridge·w_i²/(2(1 − α_i));
-every pair of the batch is then scored exactly. An accepted swap updates M⁻¹, α and β by two
-rank-one (Sherman-Morrison) updates, O(n² + n·k + n·p), instead of refactoring. The algebra that
-scores and accepts swaps runs in float64 whatever G's dtype; the screening copy of β is in G's.
+Candidates are screened in batches: entering j by the gain of adding j alone (from u and a
+screening copy of β for every coordinate, computed once in O(n²p)), leaving i by their exact
+removal cost ridge·w_i²/(2(1 − α_i)); every pair of the batch is then scored exactly. An accepted
+swap updates M⁻¹, α and the batch's own β, u and M⁻¹g_j by two rank-one (Sherman-Morrison) updates,
+O(n² + n·k + n·batch), instead of refactoring; up to `swaps_per_pass` swaps are made from one
+screening, after which one pass over G brings u and the screening β up to date. M is n x n
+whatever k (Woodbury when n < k; with k < n the k x k side would be cheaper, not done). The algebra
+that scores and accepts swaps runs in float64 whatever G's dtype; the screening β is in G's.
 """
 
 from __future__ import annotations
