@@ -255,7 +255,8 @@ def swap_search(
     tol·max(|f|, 1) the batch is widened fourfold up to `max_batch`, and the search stops
     (converged) when the widest batch has no improving pair. It also stops after `max_swaps` swaps
     or `time_budget_s` seconds. Each accepted swap is checked on the recomputed fit (the objective
-    must drop); M⁻¹ is refactored every `refresh_every` swaps and whenever that check fails.
+    must drop); M⁻¹ is refactored every `refresh_every` swaps (unless the time is up: that refactor
+    would overrun the budget) and whenever that check fails.
     Needs ridge > 0.
     """
     if problem.ridge <= 0:
@@ -299,7 +300,7 @@ def swap_search(
             f_before = x.f
             candidate, v, wt = _apply(s, x, entering, swap)  # updates x's factor state in place
             since_refresh += 1
-            if not candidate.f < f_before or since_refresh >= refresh_every:
+            if not candidate.f < f_before or (since_refresh >= refresh_every and in_time()):
                 candidate = s.fit(candidate.support)  # drifted, or due: refactor M from scratch
                 since_refresh, fresh = 0, True
                 if not candidate.f < f_before:
