@@ -21,10 +21,10 @@ import torch
 from .deploy_bench import bench_deploy
 from .fisher_bench import bench_model
 from .measure import machine, memory_kind
-from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling
+from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling, bench_swap
 from .tables import format_table
 
-SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy")
+SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy", "swap")
 L2 = 1e-3
 
 
@@ -60,6 +60,9 @@ class Sizes:
         ("conv", (16, 16, 3, 3), (16, 32, 32)),
         ("conv", (64, 64, 3, 3), (64, 8, 8)),
     )
+    swap_p: tuple[int, ...] = (10**4, 10**5, 10**6)
+    swap_n: int = 100
+    swap_swaps: int = 50
 
 
 FULL = Sizes()
@@ -85,6 +88,9 @@ QUICK = Sizes(
     deploy_wide=256,
     deploy_sweep=(0.5, 0.95),
     deploy_layers=(("linear", (256, 256), (256,)), ("conv", (8, 8, 3, 3), (8, 8, 8))),
+    swap_p=(1000, 4000),
+    swap_n=20,
+    swap_swaps=5,
 )
 
 
@@ -301,6 +307,29 @@ def _deploy(sizes: Sizes, device, log) -> tuple[dict, str]:
         result["linear_kernels"],
         list(result["linear_kernels"][0]),
     )
+
+
+def _swap(sizes: Sizes, device, log) -> tuple[dict, str]:
+    result = bench_swap(sizes.swap_p, sizes.swap_n, 0.1, sizes.swap_swaps, L2, device, log)
+    text = format_table(
+        f"Swap search, synthetic G, n = {sizes.swap_n}, k = 10%, at most {sizes.swap_swaps} swaps from the "
+        "backsolve support (setup = factorisation and first fit; floor = one G·v + one Gᵀ·r)",
+        result["rows"],
+        [
+            "n",
+            "p",
+            "k",
+            "swaps",
+            "setup_seconds",
+            "per_swap_seconds",
+            "per_swap_over_floor",
+            "floor_seconds",
+            "objective_backsolve",
+            "objective",
+        ],
+    )
+    exps = ", ".join(f"{m} {e:.2f}" for m, e in result["exponents"].items())
+    text += f"\n  fitted exponent in p (least squares on log-log): {exps}"
     return result, text
 
 
@@ -312,6 +341,7 @@ RUNNERS = {
     "scaling_n": _scaling("n"),
     "block": _block,
     "deploy": _deploy,
+    "swap": _swap,
 }
 
 

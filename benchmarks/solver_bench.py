@@ -20,6 +20,7 @@ from chitalab.solver import (
     iht,
     layer_blocks,
 )
+from chitalab.solver.swap import swap_search
 
 from .measure import best_of, fitted_exponent, peak_memory, timed
 from .synthetic import synthetic_columns, synthetic_problem, synthetic_weights
@@ -227,3 +228,39 @@ def bench_block_large(p: int, n: int, fraction: float, max_memory_gb: float, l2:
         "objective": result.objective,
         "objective_magnitude": result.objective_magnitude,
     }
+
+
+def _swap_row(problem: Problem, k: int, swaps: int, device) -> dict:
+    """One swap-search measurement: setup, seconds per swap, objectives."""
+    floor = floor_seconds(problem, device)
+    _, setup = timed(lambda: swap_search(problem, k, max_swaps=0), device)
+    result, seconds = timed(lambda: swap_search(problem, k, max_swaps=swaps), device)
+    per_swap = (seconds - setup) / max(result.iterations, 1)
+    return {
+        "swaps": result.iterations,
+        "setup_seconds": setup,
+        "per_swap_seconds": per_swap,
+        "per_swap_over_floor": per_swap / floor,
+        "floor_seconds": floor,
+        "objective_backsolve": backsolve(problem, k).objective,
+        "objective": result.objective,
+        "converged": result.converged,
+    }
+
+
+def bench_swap(sizes: Sequence[int], n: int, fraction: float, swaps: int, l2: float, device, log: Log) -> dict:
+    """The swap search at growing p (n fixed, k = fraction·p): seconds of its setup (factorising
+    M = ridge·I + G_S G_Sᵀ and the first fit, i.e. a run with no swap), seconds per accepted swap
+    over at most `swaps` swaps, both against the floor, with the exponents in p."""
+    rows = []
+    for p in sizes:
+        log(f"  swap: n = {n}, p = {p:,}")
+        problem = synthetic_problem(n, p, l2, seed=0, device=device)
+        k = int(fraction * p)
+        rows.append({"n": n, "p": p, "k": k, **_swap_row(problem, k, swaps, device)})
+        del problem
+    exponents = {
+        key: fitted_exponent([r["p"] for r in rows], [r[key] for r in rows])
+        for key in ("setup_seconds", "per_swap_seconds", "floor_seconds")
+    }
+    return {"n": n, "kept": fraction, "max_swaps": swaps, "rows": rows, "exponents": exponents}

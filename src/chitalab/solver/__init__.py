@@ -4,11 +4,14 @@ from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
 from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks
 from .constraint import GLOBAL_TOP_K, GlobalTopK, SparsityConstraint
+from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .iht import INITS, iht
 from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
+from .ridge import fit_path, ridge_path, with_l2
 from .solvers import IHT, ActiveSet, Backsolve, Solver
+from .swap import swap_path, swap_search
 from .woodfisher import UPDATES as WOODFISHER_UPDATES
 from .woodfisher import BlockInverseFisher, obs_update, woodfisher
 
@@ -24,6 +27,7 @@ __all__ = [
     "BlockSolveResult",
     "ColumnSource",
     "GlobalTopK",
+    "LiveRestriction",
     "Polish",
     "Problem",
     "SolveResult",
@@ -33,12 +37,20 @@ __all__ = [
     "backsolve",
     "block_backsolve",
     "block_workspace_bytes",
+    "dead_columns",
     "fit_on_support",
+    "fit_path",
     "hard_threshold",
     "iht",
     "layer_blocks",
     "obs_update",
+    "restrict_to_live",
     "ridge_on_support",
+    "ridge_path",
+    "solve_live",
+    "swap_path",
+    "swap_search",
     "top_k_support",
+    "with_l2",
     "woodfisher",
 ]
