@@ -7,14 +7,15 @@ import time
 
 import torch
 
-from ..errors import ArgumentError, check_number
+from ..errors import ArgumentError, check_choice, check_number
 from ..fisher import HALF_DTYPES, FisherGradients, GradientSource
 from ..params import keep_count
-from ..solver import Polish, Problem, Solver
+from ..solver import Polish, Problem, Solver, SolveResult, SparsityConstraint, restrict_to_live
 from .base import PruneContext, Pruner, PruneResult
 from .step_search import StepSearch
 
 log = logging.getLogger(__name__)
+DEAD_COLUMN_RULES = ("drop", "keep")
 
 
 def check_feasible(ctx: PruneContext, w: torch.Tensor, k: int, who: str) -> None:
@@ -42,7 +43,9 @@ class ChitaPruner(Pruner):
     G comes from `gradients` (held whole); the problem is the ridge `l2` around w̄, with the
     first-order term a = Σ g_i / m when `first_order_term`; `solver` chooses the support and
     values, `polish` refines them on their support, and `step_search` (optional) damps the move
-    by the loss on fresh training samples.
+    by the loss on fresh training samples. With `dead_columns=drop` (the paper's code does the
+    same) weights whose gradient column is zero (norm at most `dead_rtol` times the largest) are
+    pruned unless fewer than k others exist: the ridge would pin them at w̄ and a top-k keep them.
     """
 
     name = "chita"
@@ -55,6 +58,8 @@ class ChitaPruner(Pruner):
         first_order_term: bool = False,
         polish: Polish | None = None,
         step_search: StepSearch | None = None,
+        dead_columns: str = "drop",
+        dead_rtol: float = 0.0,
     ):
         if gradients.dtype in HALF_DTYPES:
             raise ArgumentError(
@@ -68,6 +73,8 @@ class ChitaPruner(Pruner):
         self.first_order_term = bool(first_order_term)
         self.polish = polish or Polish()
         self.step_search = step_search
+        self.dead_columns = check_choice("dead_columns", dead_columns, DEAD_COLUMN_RULES)
+        self.dead_rtol = check_number("dead_rtol", dead_rtol, 0)
 
     def samples_needed(self) -> int:
         return max(self.gradients.samples_needed, self.step_search.samples if self.step_search else 0)
@@ -84,7 +91,19 @@ class ChitaPruner(Pruner):
             "solver": self.solver.settings(),
             "polish": self.polish.settings(),
             "step_search": None if self.step_search is None else self.step_search.settings(),
+            "dead_columns": self.dead_columns,
+            "dead_rtol": self.dead_rtol,
         }
+
+    def _solve_live(self, problem: Problem, k: int, constraint: SparsityConstraint) -> tuple[SolveResult, int]:
+        """The solver's result, with dead coordinates (zero gradient columns, see
+        `chitalab.solver.dead`) left out of the support unless fewer than k live ones exist;
+        returns it with the number of dead coordinates left out."""
+        restriction = restrict_to_live(problem, self.dead_rtol) if self.dead_columns == "drop" else None
+        if restriction is None or restriction.live.numel() < k:
+            return self.solver.solve(problem, k, constraint), 0
+        result = self.solver.solve(restriction.problem, k, constraint.restrict(restriction.live))
+        return restriction.lift(result), problem.p - restriction.live.numel()
 
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         w_bar = ctx.pruned.flatten()
@@ -101,9 +120,9 @@ class ChitaPruner(Pruner):
         alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
         problem = full if alive is None else full.restrict(alive)
         constraint = ctx.constraint if alive is None else ctx.constraint.restrict(alive)
-        result = self.solver.solve(problem, min(k, problem.p), constraint)
+        result, dead = self._solve_live(problem, min(k, problem.p), constraint)
         w = self.polish(problem, result.w)
-        stats = result.stats()
+        stats = {**result.stats(), "dead_columns_left_out": dead}
         if alive is not None:
             w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
             # The restricted objective differs from the full one by a constant.
@@ -124,11 +143,12 @@ class ChitaPruner(Pruner):
             memory_plan=fisher.plan.summary(),
         )
         log.info(
-            "%s: objective %.6g (magnitude pruning: %.6g), %d iterations, %.2fs",
+            "%s: objective %.6g (magnitude pruning: %.6g), %d iterations, %d dead columns left out, %.2fs",
             self.label(),
             objective,
             stats["objective_magnitude"],
             result.iterations,
+            dead,
             solver_seconds,
         )
         return PruneResult(

@@ -10,7 +10,7 @@ from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
 from .ridge import fit_path, ridge_path, with_l2
-from .solvers import IHT, ActiveSet, Backsolve, Solver
+from .solvers import IHT, ActiveSet, Backsolve, Solver, Swap
 from .swap import swap_path, swap_search
 from .woodfisher import UPDATES as WOODFISHER_UPDATES
 from .woodfisher import BlockInverseFisher, obs_update, woodfisher
@@ -33,6 +33,7 @@ __all__ = [
     "SolveResult",
     "Solver",
     "SparsityConstraint",
+    "Swap",
     "active_set_iht",
     "backsolve",
     "block_backsolve",

@@ -10,13 +10,14 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
-from ..errors import check_choice, check_int, check_number
+from ..errors import UserError, check_choice, check_int, check_number
 from .active_set import active_set_iht
 from .backsolve import backsolve
-from .constraint import SparsityConstraint
+from .constraint import GlobalTopK, SparsityConstraint
 from .iht import INITS, iht
 from .problem import Problem
 from .result import SolveResult
+from .swap import swap_search
 
 
 class Solver(ABC):
@@ -93,3 +94,26 @@ class ActiveSet(IHT):
             refit=self.refit,
             constraint=constraint,
         )
+
+
+class Swap(Solver):
+    """Support search with exact refits (see `chitalab.solver.swap`): from the backsolve point,
+    exchange one kept and one pruned weight while the refitted objective drops, within
+    `time_budget_s` seconds (null: no limit) and `max_swaps` exchanges. It exchanges single
+    weights, so it serves the unstructured (global top-k) pattern only."""
+
+    name: ClassVar[str] = "swap"
+    variant: ClassVar[str | None] = "swap"
+
+    def __init__(self, time_budget_s: float | None = 20.0, max_swaps: int = 10_000):
+        self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
+        self.max_swaps = check_int("max_swaps", max_swaps, 0)
+
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        if not isinstance(constraint, GlobalTopK):
+            raise UserError(
+                f"the swap solver exchanges single weights and cannot keep {type(constraint).__name__}'s pattern; "
+                "use pattern=unstructured or another solver"
+            )
+        start = backsolve(problem, k, constraint=constraint).w
+        return swap_search(problem, k, w0=start, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s)
