@@ -134,8 +134,14 @@ def check_composition(argv: list[str], conf_dir: Path) -> str | None:
     if "-m" in argv or "--multirun" in argv or any(arg.startswith("-") for arg in argv):
         return None
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        if any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides)):
+            return None  # a preset's multirun (hydra.mode=MULTIRUN): its sweeper checks each job
+    except Exception as err:
+        return composition_error(err, None)
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         try:
             compose("config", overrides=overrides)

@@ -5,7 +5,6 @@ folders that never collide, and one-line errors for every bad value."""
 from __future__ import annotations
 
 import json
-import pickle
 import signal
 import subprocess
 import time
@@ -177,28 +176,14 @@ def bad_checkpoint(tmp_path: Path, kind: str) -> Path:
     state = MLPNet(64, [16, 8], 4).state_dict()
     if kind == "payload":
         torch.save({"model_state_dict": state, "extra": RunsCode(tmp_path / "payload_ran")}, path)
-    elif kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "text":
-        path.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\n")
-    elif kind == "truncated":
-        torch.save(state, path)
-        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     elif kind == "nan_unpruned":
         state["fc3.weight"][0, 0] = float("nan")
         torch.save(state, path)
-    elif kind == "legacy_pickle":
-        with open(path, "wb") as f:
-            pickle.dump({"model_state_dict": state, "extra": RunsCode(tmp_path / "payload_ran")}, f, protocol=2)
     return path
 
 
-CHECKPOINT_CASES = {
+CHECKPOINT_CASES = {  # the other unreadable files: tests/unit/test_reliability.py
     "payload": ([], "holds pickled Python objects that could run code when loaded (posix.system)"),
-    "legacy_pickle": ([], "holds pickled Python objects that could run code when loaded"),
-    "empty": ([], "the file is empty"),
-    "text": ([], "not a torch checkpoint (it starts with text"),
-    "truncated": ([], "truncated"),
     "nan_unpruned": (
         ["model.prune.exclude=[fc3.*]"],
         "fc3.weight has 1 non-finite values (NaN or inf) in the checkpoint",
@@ -246,29 +231,8 @@ def test_a_missing_custom_checkpoint_path_is_never_filled_by_a_download(tmp_path
 # ---------------------------------------------------------------- numbers and keys
 
 
-BAD_VALUES = {
-    "seed_negative": (["seed=-1"], "seed=-1 is not allowed"),
-    "l2_text": (["pruner.l2=abc"], "pruner.l2='abc' is not allowed"),
-    "l2_inf": (["pruner.l2=inf"], "pruner.l2=inf is not allowed"),
-    "memory_text": (["pruner.gradients.max_memory_gb=abc"], "pruner.gradients.max_memory_gb='abc' is not allowed"),
-    "tol_nan": (["pruner.solver.tol=nan"], "pruner.solver.tol=nan is not allowed"),
-    "step_sizes_inf": (
-        ["pruner=chitapp", "pruner.stage_pruner.step_search.sizes=[inf]"],
-        "pruner.stage_pruner.step_search.sizes=[inf] is not allowed",
-    ),
+BAD_VALUES = {  # through the CLI; every other bad value in process: tests/unit/test_reliability.py
     "lr_negative": (["schedule=gradual_fast", "schedule.optimizer.lr=-1"], "schedule.optimizer.lr=-1 is not allowed"),
-    "momentum_nan": (
-        ["schedule=gradual_fast", "schedule.optimizer.momentum=nan"],
-        "schedule.optimizer.momentum=nan is not allowed",
-    ),
-    "ckpt_path_missing": (
-        ["schedule=gradual_fast", "ckpt_path=/nonexistent/last.ckpt"],
-        "ckpt_path=/nonexistent/last.ckpt: file not found",
-    ),
-    "ckpt_path_oneshot": (
-        ["ckpt_path=/nonexistent/last.ckpt"],
-        "ckpt_path=/nonexistent/last.ckpt resumes a gradual run",
-    ),
     "typo_key": (
         ["pruner.iteratons=5"],
         "pruner.iteratons is not a config key; did you mean pruner.solver.iterations?",
@@ -289,7 +253,8 @@ def test_bad_values_fail_before_long_work_with_one_line(tmp_path, case):
     assert done.returncode == 2, done.stdout + done.stderr
     assert last_line(done).startswith("error: ") and expected in last_line(done), done.stderr
     assert "Traceback" not in done.stderr
-    assert "dense model: test accuracy" not in done.stderr  # failed before the dense evaluation
+    if case != "diverged_solver":
+        assert "dense model: test accuracy" not in done.stderr  # failed before the dense evaluation
     assert not (out_dir / RESULTS_FILE).exists() and not (out_dir / WEIGHTS_FILE).exists()
 
 

@@ -16,8 +16,10 @@ LOCK_FILE = ".lock"
 
 def folder_in_use(out_dir: Path) -> bool:
     """Whether a running job holds `out_dir`'s lock (a lock left by a killed job does not count:
-    the kernel drops it with the process)."""
+    the kernel drops it with the process). A DDP worker of the job itself never sees it in use."""
     path = out_dir / LOCK_FILE
+    if is_worker_process():
+        return False
     if not path.is_file():
         return False
     with open(path, "a") as f:
@@ -36,9 +38,18 @@ def in_use_error(out_dir: Path) -> UserError:
     )
 
 
+def is_worker_process() -> bool:
+    """A DDP process other than the launching one (Lightning restarts run.py for each with
+    LOCAL_RANK set, in the launcher's folder): it shares the job's folder and lock."""
+    return int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("NODE_RANK", "0") or 0) > 0
+
+
 @contextmanager
 def run_lock(out_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `out_dir/.lock` while the job runs."""
+    """Hold an exclusive lock on `out_dir/.lock` while the job runs (the launching process only)."""
+    if is_worker_process():
+        yield
+        return
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         handle = open(out_dir / LOCK_FILE, "a")
