@@ -182,7 +182,7 @@ def bad_checkpoint(tmp_path: Path, kind: str) -> Path:
     return path
 
 
-CHECKPOINT_CASES = {  # the other unreadable files: tests/unit/test_reliability.py
+CHECKPOINT_CASES = {  # the other unreadable files: tests/unit/test_reliability_checks.py
     "payload": ([], "holds pickled Python objects that could run code when loaded (posix.system)"),
     "nan_unpruned": (
         ["model.prune.exclude=[fc3.*]"],
@@ -231,7 +231,7 @@ def test_a_missing_custom_checkpoint_path_is_never_filled_by_a_download(tmp_path
 # ---------------------------------------------------------------- numbers and keys
 
 
-BAD_VALUES = {  # through the CLI; every other bad value in process: tests/unit/test_reliability.py
+BAD_VALUES = {  # through the CLI; every other bad value in process: tests/unit/test_reliability_checks.py
     "lr_negative": (["schedule=gradual_fast", "schedule.optimizer.lr=-1"], "schedule.optimizer.lr=-1 is not allowed"),
     "typo_key": (
         ["pruner.iteratons=5"],
