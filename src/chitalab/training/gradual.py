@@ -131,9 +131,7 @@ class GradualPruning(pl.Callback):
             )
             outcome = self.pruner.prune(ctx, level)
             pruned.assign(outcome.weights)
-            check_finite_state(
-                net, f"after pruning step {step}", f"the pruner ({self.pruner.label()}) diverged; check its knobs"
-            )
+            check_finite_state(net, f"after pruning step {step}", "the pruner diverged; check its knobs")
             timing = {"fisher_seconds": outcome.fisher_seconds, "solver_seconds": outcome.solver_seconds}
             stages = outcome.stages
         if trainer.world_size > 1:
