@@ -6,7 +6,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from chitalab.cli import check_group_overrides, fail, run_job
+from chitalab.cli import FAILED_JOBS, check_composition, check_group_overrides, check_output_dir, fail, run_job
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
@@ -17,7 +17,10 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    problem = check_group_overrides(sys.argv[1:], CONF_DIR)
+    argv = sys.argv[1:]
+    problem = check_group_overrides(argv, CONF_DIR) or check_output_dir(argv) or check_composition(argv, CONF_DIR)
     if problem:
         fail(problem)
     main()
+    if FAILED_JOBS:
+        fail(f"{len(FAILED_JOBS)} job(s) of the multirun failed: " + "; ".join(FAILED_JOBS))

@@ -63,3 +63,15 @@ class ProjectedGradient(Solver):
             w, f = candidate, f_candidate
             history.append(f)
         return SolveResult(w=w, objective=f, iterations=len(history) - 1, history=history, converged=True)
+
+
+class Diverging(Solver):
+    """A solver whose result is NaN where it keeps weights: what a diverged solver returns."""
+
+    name = "diverging"
+    variant = "diverging"
+
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        w, _ = constraint.project(problem.w_bar, k)
+        w = torch.where(w != 0, torch.full_like(w, float("nan")), w)
+        return SolveResult(w=w, objective=float("nan"), iterations=0, converged=False)

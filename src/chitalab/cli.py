@@ -3,14 +3,19 @@ errors as one line with a non-zero exit code."""
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
 import re
+import secrets
+import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import ArgumentError, UserError
 
@@ -18,6 +23,28 @@ log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
 EXIT_USER_ERROR = 2
 FULL_KEY = re.compile(r"\nfull_key: (\S+)")
+# A short random suffix for run folder names (conf/hydra/default.yaml); cached, so one process
+# resolves it to one value.
+OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+
+
+def check_output_dir(argv: list[str]) -> str | None:
+    """The error for an output folder that cannot be used, before Hydra writes into it: one
+    that a running job holds (an explicit `hydra.run.dir`), or a read-only location."""
+    from .run.lock import folder_in_use, in_use_error
+
+    multirun = "-m" in argv or "--multirun" in argv
+    key = "hydra.sweep.dir" if multirun else "hydra.run.dir"
+    explicit = [arg.partition("=")[2] for arg in argv if arg.lstrip("+").partition("=")[0] == key]
+    target = Path(explicit[-1]) if explicit else Path("outputs")
+    if explicit and not multirun and folder_in_use(target):
+        return str(in_use_error(target))
+    existing = target.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not os.access(existing, os.W_OK):
+        return f"cannot write the run folder {target}: {existing} is not writable; set {key}=<a writable folder>"
+    return None
 
 
 def group_choices(conf_dir: Path | list[Path], group: str) -> list[str]:
@@ -60,6 +87,88 @@ def check_group_overrides(argv: list[str], conf_dir: Path) -> str | None:
     return None
 
 
+UNKNOWN_KEY = re.compile(r"Could not override '([^']+)'")
+UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '([^']+)'")
+TARGET = re.compile(r"Error in call to target '([^']+)'")
+
+
+def config_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a (DictConfig) tree, without `hydra.*`."""
+    keys = []
+    if OmegaConf.is_dict(cfg):
+        for key in cfg.keys():
+            full = f"{prefix}{key}"
+            if full == "hydra":
+                continue
+            keys.append(full)
+            node = cfg._get_node(key)
+            if OmegaConf.is_dict(node):
+                keys += config_keys(node, full + ".")
+    return keys
+
+
+def unknown_key_message(key: str, cfg: Any) -> str:
+    """`key is not a config key; did you mean X?` with X the closest existing key (its last part first)."""
+    keys = config_keys(cfg)
+    leaf = key.split(".")[-1]
+    same_group = [k for k in keys if k.split(".")[0] == key.split(".")[0]]
+    by_leaf = {k.split(".")[-1]: k for k in reversed(same_group)}
+    close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
+    guess = by_leaf[close[0]] if close else next(iter(difflib.get_close_matches(key, keys, n=1, cutoff=0.6)), None)
+    hint = f"; did you mean {guess}?" if guess else f"; run with --cfg job to see the keys of {key.split('.')[0]}"
+    return f"{key} is not a config key{hint} (a new key needs a leading +, and only a class that takes it accepts it)"
+
+
+def composition_error(err: BaseException, cfg: Any) -> str:
+    """One line for a failed Hydra composition (an unknown key gets a "did you mean")."""
+    text = str(err)
+    match = UNKNOWN_KEY.search(text)
+    if match:
+        return unknown_key_message(match.group(1), cfg)
+    return " ".join(text.split("\n")[0].split()) or type(err).__name__
+
+
+def check_composition(argv: list[str], conf_dir: Path) -> str | None:
+    """Compose a single run's config before Hydra does, so an unknown key is one line (exit 2)
+    instead of Hydra's message (exit 1). Multiruns are checked by the sweeper, job by job."""
+    if "-m" in argv or "--multirun" in argv or any(arg.startswith("-") for arg in argv):
+        return None
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        if any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides)):
+            return None  # a preset's multirun (hydra.mode=MULTIRUN): its sweeper checks each job
+    except Exception as err:
+        return composition_error(err, None)
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        try:
+            compose("config", overrides=overrides)
+        except Exception as err:
+            base = [arg for arg in overrides if "." not in arg.partition("=")[0] or arg.startswith("hydra.")]
+            try:
+                cfg = compose("config", overrides=base)
+            except Exception:
+                cfg = None
+            return composition_error(err, cfg)
+    return None
+
+
+def instantiation_error(err: BaseException, full_key: str | None) -> UserError | None:
+    """A TypeError from Hydra's instantiate (an unknown or missing argument) as a UserError naming
+    the config key and the arguments the class takes."""
+    text = str(err)
+    if not isinstance(err, TypeError) or full_key is None:
+        return None
+    unexpected = UNEXPECTED_ARGUMENT.search(text)
+    if not unexpected:
+        return UserError(f"{full_key}: {' '.join(text.split())}")
+    return UserError(
+        f"{full_key}: unexpected argument {unexpected.group(1)!r}; remove {full_key}.{unexpected.group(1)}"
+    )
+
+
 def find_user_error(err: BaseException) -> UserError | None:
     """The UserError behind `err`, also when Hydra's instantiate wrapped it: an ArgumentError then
     gets the config key Hydra was instantiating (`pruner.solver.iterations=...`)."""
@@ -74,9 +183,47 @@ def find_user_error(err: BaseException) -> UserError | None:
         match = FULL_KEY.search(str(current))
         if match:
             full_key = match.group(1)  # the innermost wrapper names the object that failed
+        type_error = instantiation_error(current, full_key)
+        if type_error is not None:
+            return type_error
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+FAILED_JOBS: list[str] = []
+"""Jobs of a `keep_going=true` multirun that failed (reported by run.py at the end)."""
+
+
+def check_sweep(config_loader: Any, master: DictConfig, jobs: Sequence[Sequence[str]]) -> None:
+    """Compose and check the values of every job of a multirun (see `run.config.check_values`).
+    Bad jobs are printed one line each; then the sweep stops with exit code 2 before any job
+    starts, unless `keep_going=true` (the bad jobs then fail, reported, and the others run)."""
+    from .run.config import check_values
+
+    problems = []
+    for number, overrides in enumerate(jobs):
+        try:
+            cfg = config_loader.load_sweep_config(master_config=master, sweep_overrides=list(overrides))
+        except Exception as err:
+            problems.append(f"job {number} ({' '.join(overrides)}): {composition_error(err, master)}")
+            continue
+        try:
+            with open_dict(cfg):
+                cfg.pop("hydra", None)
+            check_values(cfg)
+        except Exception as err:
+            user_error = find_user_error(err)
+            if user_error is None:
+                raise
+            problems.append(f"job {number} ({' '.join(overrides)}): {user_error}")
+    if not problems:
+        return
+    for problem in problems:
+        print(f"error: {' '.join(problem.split())}", file=sys.stderr)
+    if not master.get("keep_going", False):
+        fail(f"{len(problems)} of {len(jobs)} jobs have bad settings (above); none was started")
+    log.warning("keep_going=true: %d of %d jobs will fail (above); running the others", len(problems), len(jobs))
 
 
 def fail(message: str) -> NoReturn:
@@ -87,16 +234,51 @@ def fail(message: str) -> NoReturn:
 
 
 def run_job(cfg: DictConfig) -> None:
-    """Run one job; user errors end it with one line on stderr and exit code 2."""
+    """Run one job; user errors end it with one line on stderr and exit code 2, a SIGTERM or
+    SIGINT with one line and 128 + the signal number (see `chitalab.run.signals`)."""
     start = time.perf_counter()
     from .run.config import read_job  # heavy imports only once the config is known to be valid
+    from .run.lock import run_lock
+    from .run.loggers import mark_failed
     from .run.main import run
+    from .run.signals import Interrupted, graceful_stop
 
+    config = None
     try:
-        run(read_job(cfg), start)
+        with graceful_stop(), run_lock(Path(cfg.paths.output_dir)):
+            config = read_job(cfg)
+            try:
+                run(config, start)
+            except SystemExit as lightning_stop:  # Lightning's own SIGTERMException exits with 0
+                if type(lightning_stop).__name__ == "SIGTERMException":
+                    raise Interrupted(signal.SIGTERM) from None
+                raise
     except Exception as err:
+        if config is not None:
+            mark_failed(config.logger)
+        if isinstance(err, Interrupted):
+            log.error(str(err))
+            print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+            raise SystemExit(err.exit_code) from None
         user_error = find_user_error(err)
         if user_error is None:
             raise
         log.error(str(user_error))
+        if cfg.get("keep_going", False) and multirun_job() is not None:
+            FAILED_JOBS.append(f"job {multirun_job()}: {user_error}")
+            print(
+                f"error: job {multirun_job()} failed (keep_going=true, going on): {' '.join(str(user_error).split())}",
+                file=sys.stderr,
+            )
+            return
         fail(str(user_error))
+
+
+def multirun_job() -> int | None:
+    """The job number in a multirun, None in a single run."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    return int(HydraConfig.get().job.num)

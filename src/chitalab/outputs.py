@@ -8,20 +8,35 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
+
 RESULTS_FILE = "results.json"
 WEIGHTS_FILE = "pruned.pt"
 
 
 def _atomic_write(path: Path, write) -> None:
+    """`write(partial)` then rename; a failed write (read-only folder, full disk) leaves no
+    `.part` behind and is reported as a UserError naming the file."""
     partial = path.with_name(path.name + ".part")
-    write(partial)
-    os.replace(partial, path)
+    try:
+        write(partial)
+        os.replace(partial, path)
+    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+        raise UserError(f"cannot write {path}: {reason}") from None
 
 
 def save_outputs(out_dir: Path, state_dict: dict, results_json: str) -> None:
     """Write pruned.pt (a plain state dict) and then results.json (`results_json`, the text of
     `chitalab.run.Results`), each atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"cannot create the run folder {out_dir}: {err.strerror or err}") from None
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
     _atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
     _atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(results_json))

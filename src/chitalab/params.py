@@ -74,6 +74,16 @@ class PrunedParams:
                 raise UserError(f"weight {name} has {bad} non-finite values (NaN or inf); check the checkpoint")
 
 
+def check_finite_state(model: nn.Module, when: str, advice: str) -> None:
+    """Refuse a model with a NaN or inf in any parameter or buffer (pruned or not), naming the
+    first bad tensor, `when` it was found and the `advice`."""
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise UserError(f"{name} has {bad} non-finite values (NaN or inf) {when}; {advice}")
+
+
 def select_pruned(model: nn.Module, include: list[str] | None = None, exclude: list[str] | None = None) -> PrunedParams:
     """Weights of conv and linear layers whose names match `include` and not `exclude`
     (shell-style patterns such as "layer1.*"). Biases and normalisation layers are never pruned."""

@@ -197,7 +197,7 @@ BAD_INPUTS = {
         "checkpoint file not found: /nonexistent/model.ckpt",
     ),
     "mismatched_checkpoint": (["model.checkpoint={mismatch}"], "does not match the model"),
-    "nan_weights": (["model.checkpoint={nan}"], "weight fc2.weight has 1 non-finite values"),
+    "nan_weights": (["model.checkpoint={nan}"], "fc2.weight has 1 non-finite values (NaN or inf) in the checkpoint"),
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
     "unknown_schedule": (
         ["schedule=sometimes"],

@@ -47,14 +47,26 @@ needs_cifar10 = pytest.mark.skipif(
 )
 
 
-def run_cli(*overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python run.py OVERRIDES` with progress bars off and no experiment logger."""
+def cli_command(*overrides: str) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of `python run.py OVERRIDES` with progress bars off and
+    no experiment logger (a later `logger=...` wins)."""
     env = dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR), CHITA_CHECKPOINT_DIR=str(CHECKPOINT_DIR))
     env.setdefault("CHITA_CACHE_DIR", str(REPO / ".cache"))
     flags = [o for o in overrides if o.startswith("-")]
     settings = [o for o in overrides if not o.startswith("-")]
-    cmd = [sys.executable, str(REPO / "run.py"), *flags, "progress=false", "logger=none", *settings]
+    return [sys.executable, str(REPO / "run.py"), *flags, "progress=false", "logger=none", *settings], env
+
+
+def run_cli(*overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python run.py OVERRIDES` (see `cli_command`) to the end."""
+    cmd, env = cli_command(*overrides)
     return subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def start_cli(*overrides: str, cwd: Path | None = None) -> subprocess.Popen:
+    """Start `python run.py OVERRIDES` (see `cli_command`) without waiting; output to pipes."""
+    cmd, env = cli_command(*overrides)
+    return subprocess.Popen(cmd, cwd=cwd or REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 SYNTHETIC = ("model=tiny_mlp", "dataset=synthetic")

@@ -9,7 +9,7 @@ from functools import partial
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Sampler, TensorDataset, default_collate
 
 BatchTransform = Callable[[Tensor], Tensor]
 
@@ -19,6 +19,27 @@ def augmented_collate(augment: BatchTransform, samples: list[tuple[Tensor, Tenso
     workers can pickle it)."""
     x, y = default_collate(samples)
     return augment(x), y
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order of `size` indices that depends only on `seed` and the epoch Lightning sets
+    (`set_epoch`), not on the global random state: a resumed run sees the same batches as an
+    uninterrupted one. `seed` defaults to the run's (`torch.initial_seed()` after seeding)."""
+
+    def __init__(self, size: int, seed: int | None = None):
+        self.size = size
+        self.seed = torch.initial_seed() if seed is None else seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=gen).tolist())
 
 
 class PruningDataModule(pl.LightningDataModule, ABC):
@@ -102,7 +123,7 @@ class TensorDataModule(PruningDataModule):
         return DataLoader(
             self.splits()[0],
             batch_size=self.batch_size,
-            shuffle=self.shuffle,
+            sampler=EpochShuffle(len(self.splits()[0])) if self.shuffle else None,
             num_workers=self.num_workers,
             collate_fn=collate,
         )

@@ -14,7 +14,7 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from ..errors import UserError
-from .base import PruningDataModule
+from .base import EpochShuffle, PruningDataModule
 
 log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -93,7 +93,8 @@ class ImageFolderDataModule(PruningDataModule):
         return len(self._sets()[0])
 
     def _loader(self, dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        sampler = EpochShuffle(len(dataset)) if shuffle else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._sets()[0], shuffle=True)

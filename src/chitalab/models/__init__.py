@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
+from ..params import check_finite_state
 from .checkpoint import load_checkpoint
 from .mlpnet import MLPNet
 from .mobilenet import MobileNetV1
@@ -40,6 +41,7 @@ class ModelSpec:
     checkpoint: str | None = None
     checkpoint_url: str | None = None
     pretrained: bool = False
+    trust_checkpoint: bool = False  # allow full unpickling of `checkpoint` (it can run code)
     bn_recalibration: bool = False
     include: tuple[str, ...] | list[str] = ("*",)
     exclude: tuple[str, ...] | list[str] = ()
@@ -49,8 +51,9 @@ def load_model(spec: ModelSpec) -> nn.Module:
     """The spec's network with `spec.checkpoint` loaded when one is set (timm-built nets bring
     their weights when `pretrained`)."""
     if spec.checkpoint:
-        load_checkpoint(spec.net, spec.checkpoint, spec.checkpoint_url)
+        load_checkpoint(spec.net, spec.checkpoint, spec.checkpoint_url, spec.trust_checkpoint)
         log.info("loaded weights from %s", spec.checkpoint)
+        check_finite_state(spec.net, f"in the checkpoint {spec.checkpoint}", "check the checkpoint")
     elif not spec.pretrained:
         log.warning("model.checkpoint is not set: pruning randomly initialised weights")
     return spec.net

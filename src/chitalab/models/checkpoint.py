@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import logging
-import pickle
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
+from .safe_load import PINNED_SHA256, read_checkpoint, sha256
 
 log = logging.getLogger(__name__)
 STATE_DICT_KEYS = ("model_state_dict", "state_dict", "model")
-
-
-def _read(path: Path) -> object:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # The paper's MLPNet checkpoint pickles optimizer and scheduler objects, which
-        # weights_only=True refuses. Full unpickling can run code, so it is done only for
-        # a file the user named in model.checkpoint, never for a discovered one.
-        log.warning("%s holds pickled Python objects; loading it with weights_only=False", path)
-        return torch.load(path, map_location="cpu", weights_only=False)
 
 
 def extract_state_dict(obj: object) -> dict[str, Tensor]:
@@ -55,7 +44,8 @@ def extract_state_dict(obj: object) -> dict[str, Tensor]:
 
 
 def download(url: str, path: Path) -> None:
-    """Fetch `url` to `path` (atomically), or raise a UserError saying what failed."""
+    """Fetch `url` to `path` (atomically) and check its pinned SHA-256 when the file is one of
+    the paper's, or raise a UserError saying what failed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(path.suffix + ".part")
     log.info("downloading %s to %s", url, path)
@@ -65,20 +55,27 @@ def download(url: str, path: Path) -> None:
     except OSError as err:
         partial.unlink(missing_ok=True)
         raise UserError(f"checkpoint not found at {path} and downloading {url} failed ({err})") from None
+    expected = PINNED_SHA256.get(path.name)
+    if expected is not None and sha256(partial) != expected:
+        partial.unlink(missing_ok=True)
+        raise UserError(f"the download of {url} does not have the pinned SHA-256 {expected}; it was discarded")
     partial.replace(path)
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, url: str | None = None) -> None:
-    """Load weights into `model` strictly; a missing file is downloaded from `url` if given."""
+def url_file_name(url: str) -> str:
+    return Path(urllib.parse.urlparse(url).path).name
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, url: str | None = None, trust: bool = False) -> None:
+    """Load weights into `model` strictly. A missing file is downloaded from `url` only when
+    its name is the url's file name (the model's default checkpoint), never for another path;
+    `trust` allows full unpickling (see `safe_load.read_checkpoint`)."""
     path = Path(path)
     if not path.is_file():
-        if not url:
+        if not url or path.name != url_file_name(url):
             raise UserError(f"checkpoint file not found: {path} (set model.checkpoint to an existing file)")
         download(url, path)
-    try:
-        obj = _read(path)
-    except Exception as err:  # any unreadable file is the user's input problem
-        raise UserError(f"cannot read checkpoint {path}: {err}") from None
+    obj = read_checkpoint(path, trust)
     state = extract_state_dict(obj)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))

@@ -61,10 +61,62 @@ def read_model(cfg: DictConfig) -> ModelSpec:
         checkpoint=cfg.get("checkpoint"),
         checkpoint_url=cfg.get("checkpoint_url"),
         pretrained=bool(cfg.get("pretrained", False)),
+        trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
         bn_recalibration=bool(cfg.get("bn_recalibration", False)),
         include=list(prune.get("include") or ["*"]),
         exclude=list(prune.get("exclude") or []),
     )
+
+
+RESUME_KEYS = ("sparsity", "seed", "schedule", "pruner", "pattern", "model", "dataset")
+"""The settings a resumed gradual run must share with the run that wrote its checkpoint."""
+RESUME_IGNORED = ("schedule.callbacks", "model.trust_checkpoint", "model.checkpoint_url")
+
+
+def flatten(value: Any, prefix: str) -> dict[str, Any]:
+    """Nested dicts as {"a.b": leaf}."""
+    if isinstance(value, dict):
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: value}
+
+
+def resume_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The `RESUME_KEYS` settings, flattened to dotted keys, with `${paths...}` interpolations
+    left unresolved (so moving the data or checkpoint folder is not a change)."""
+    container = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
+    flat = flatten({key: container.get(key) for key in RESUME_KEYS}, "")
+    return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in RESUME_IGNORED)}
+
+
+def read_ckpt_path(value: Any, kind: RunKind) -> str | None:
+    """`ckpt_path`, checked: only gradual runs resume, and the file must exist."""
+    if value is None:
+        return None
+    if kind.name != "gradual":
+        raise UserError(
+            f"ckpt_path={value} resumes a gradual run, but schedule={kind.name} has no training to resume; "
+            "drop ckpt_path (a one-shot run starts from model.checkpoint) or add schedule=gradual"
+        )
+    if not Path(str(value)).is_file():
+        raise UserError(f"ckpt_path={value}: file not found (a gradual run writes <run>/checkpoints/last.ckpt)")
+    return str(value)
+
+
+def check_values(cfg: DictConfig) -> None:
+    """The cheap part of `read_job` for a job not yet started (a multirun checks every job with
+    it before the first starts): the top-level numbers, the pruner, pattern and run kind (without
+    its callbacks, which need the job's folder) and `ckpt_path`. Raises the first error."""
+    check_fraction("sparsity", cfg.sparsity)
+    check_int("seed", cfg.seed, 0)
+    instantiate(cfg.pruner)
+    instantiate(cfg.pattern)
+    kind: RunKind = (
+        instantiate(cfg.schedule, callbacks=None) if "callbacks" in cfg.schedule else instantiate(cfg.schedule)
+    )
+    read_ckpt_path(cfg.get("ckpt_path"), kind)
 
 
 def read_job(cfg: DictConfig) -> JobConfig:
@@ -84,7 +136,9 @@ def read_job(cfg: DictConfig) -> JobConfig:
         sparsity=sparsity,
         progress=bool(cfg.progress),
         out_dir=Path(cfg.paths.output_dir),
-        ckpt_path=cfg.get("ckpt_path"),
+        ckpt_path=read_ckpt_path(cfg.get("ckpt_path"), kind),
+        resume_identity=resume_identity(cfg),
+        allow_resume_mismatch=bool(cfg.get("allow_resume_mismatch", False)),
         device=device,
         model=read_model(cfg.model),
         dataset=str(cfg.dataset.name),

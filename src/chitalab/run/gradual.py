@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from pytorch_lightning.callbacks import Callback
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 
-from ..errors import UserError, check_choice, check_fraction, check_int
+from ..errors import ArgumentError, UserError, check_choice, check_fraction, check_int, check_number
 from ..pruning.schedules import SPARSITY_SCHEDULES, pruning_epochs, sparsity_levels
-from ..training import Classifier, CosineRestarts, GradualPruning, evaluate_model
+from ..training import Classifier, CosineRestarts, GradualPruning, LastCheckpoint, evaluate_model
 from ..training.module import OptimizerFactory
 from .job import Job, RunOutcome
 from .results import Evaluation
+from .resume import check_resume
+from .signals import StopAtSafePoint
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ class Gradual:
         batch_size: int | None = None,
         callbacks: Mapping[str, Callback] | None = None,
     ):
-        self.optimizer = optimizer
+        self.optimizer = check_optimizer(optimizer)
         self.lr_scheduler = lr_scheduler
         self.epochs = check_int("epochs", epochs, 1)
         self.pruning_epochs = pruning_epochs(first_epoch, prune_every, nprune_epochs)
@@ -55,8 +57,16 @@ class Gradual:
         self.batch_size = None if batch_size is None else check_int("batch_size", batch_size, 1)
         self.callbacks = dict(callbacks or {})
 
+    def last_checkpoint(self) -> LastCheckpoint | None:
+        found = [cb for cb in self.callbacks.values() if isinstance(cb, LastCheckpoint)]
+        return found[0] if found else None
+
     def execute(self, job: Job) -> RunOutcome:
         c = job.config
+        if c.ckpt_path is not None:
+            check_resume(c.ckpt_path, c.resume_identity, c.allow_resume_mismatch)
+        checkpoint = self.last_checkpoint()
+        hint = f"resume with ckpt_path={checkpoint.path}" if checkpoint is not None else ""
         levels = sparsity_levels(self.kind, self.base_level, c.sparsity, self.nprune_epochs)
         test_loader = c.datamodule.test_dataloader()
         pruning = GradualPruning(
@@ -69,14 +79,23 @@ class Gradual:
             evaluate=lambda net: evaluate_model(net, test_loader, c.num_classes),
             allow_regrowth=self.allow_regrowth,
             progress=c.progress,
+            after_step=None if checkpoint is None else checkpoint.save,
+            identity=c.resume_identity,
         )
-        trainer = job.trainer([pruning, *self.callbacks.values()], max_epochs=self.epochs)
+        # the checkpoint first (it saves at each epoch start before the pruning step), the stop
+        # check after the pruning callback (a signal during a step stops once its checkpoint is written)
+        others = [cb for cb in self.callbacks.values() if cb is not checkpoint]
+        first = [] if checkpoint is None else [checkpoint]
+        callbacks = [*first, pruning, StopAtSafePoint(hint), *others]
+        # Lightning's own ModelCheckpoint only when the user configured one (LastCheckpoint resumes)
+        lightning_checkpoints = any(isinstance(cb, ModelCheckpoint) for cb in others)
+        trainer = job.trainer(callbacks, max_epochs=self.epochs, enable_checkpointing=lightning_checkpoints)
         job.recalibrate_batchnorm()
         module = Classifier(job.net, c.num_classes, self.optimizer, self.lr_scheduler, self.pruning_epochs)
         dense = Evaluation(**module.evaluate(trainer, test_loader, "dense"))
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
         module.train()
-        trainer.fit(module, train_dataloaders=c.datamodule.train_dataloader(), ckpt_path=c.ckpt_path)
+        trainer.fit(module, train_dataloaders=c.datamodule.train_dataloader(), ckpt_path=c.ckpt_path, weights_only=True)
         after = Evaluation(**module.evaluate(trainer, test_loader, "pruned"))
         log.info("after gradual pruning: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)
         return RunOutcome(
@@ -89,3 +108,28 @@ class Gradual:
             writes_outputs=trainer.is_global_zero,
             unlogged_series=[],  # the callback logged each pruning step as training went
         )
+
+
+def check_optimizer(optimizer: OptimizerFactory) -> OptimizerFactory:
+    """Check the numeric keywords of the `_partial_` optimizer before any long work (the optimizer
+    itself is built only when training starts, after the dense evaluation)."""
+    keywords = getattr(optimizer, "keywords", None) or {}
+    positive, non_negative = ("lr", "eps"), ("momentum", "weight_decay", "dampening")
+    for name, value in keywords.items():
+        if name in positive:
+            check_number(f"optimizer.{name}", value, 0, inclusive=False)
+        elif name in non_negative:
+            check_number(f"optimizer.{name}", value, 0)
+        elif name == "betas":
+            if not (isinstance(value, (list, tuple)) and len(value) == 2):
+                raise ArgumentError(
+                    "optimizer.betas", f"optimizer.betas={value!r} is not allowed; it must be two numbers in [0, 1)"
+                )
+            for beta in value:
+                b = check_number("optimizer.betas", beta, 0, rule="two numbers in [0, 1)")
+                if b >= 1:
+                    raise ArgumentError(
+                        "optimizer.betas",
+                        f"optimizer.betas={list(value)!r} is not allowed; it must be two numbers in [0, 1)",
+                    )
+    return optimizer

@@ -68,6 +68,8 @@ class JobConfig:
     progress: bool
     out_dir: Path
     ckpt_path: str | None
+    resume_identity: dict[str, Any]  # the settings a resumed run must share with its checkpoint
+    allow_resume_mismatch: bool
     device: torch.device
     model: ModelSpec
     dataset: str

@@ -35,3 +35,15 @@ def log_run(
     logger.finalize("success")
     if isinstance(logger, WandbLogger):
         logger.experiment.finish()  # a multirun starts a new W&B run per job
+
+
+def mark_failed(logger: Logger | None) -> None:
+    """Close the run of a failed job as failed (a W&B run started by then gets exit code 1)."""
+    if logger is None:
+        return
+    try:
+        logger.finalize("failed")
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish(exit_code=1)
+    except Exception:  # never hide the job's own error behind a logger's
+        pass

@@ -4,11 +4,14 @@ the results once."""
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import torch
 
+from ..errors import UserError
 from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
+from ..params import check_finite_state
 from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run
 from .results import Results, Seconds, Sparsity
@@ -53,11 +56,21 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy:
     )
 
 
+def check_finite_results(job: Job, outcome: RunOutcome) -> None:
+    """A pruned model with a NaN or inf weight, loss or objective is a failed job, not a result."""
+    check_finite_state(job.net, "after pruning", f"the pruner ({job.config.pruner.label()}) diverged; check its knobs")
+    numbers = flatten_metrics({"dense": vars(outcome.dense), "pruned": vars(outcome.pruned), "solver": outcome.solver})
+    bad = [f"{key}={value}" for key, value in numbers.items() if not math.isfinite(value)]
+    if bad:
+        raise UserError(f"the run produced non-finite values ({', '.join(bad[:5])}); no results were written")
+
+
 def run(config: JobConfig, start: float) -> Results:
     """Run the job `config` describes (read at `start`, a perf_counter time); returns the
     results also written to results.json."""
     job = build_job(config)
     outcome = job.config.kind.execute(job)
+    check_finite_results(job, outcome)
     deploy = deploy_block(job) if outcome.writes_outputs else None
     results = collect_results(job, outcome, time.perf_counter() - start, deploy)
     if outcome.writes_outputs:

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..outputs import flatten_metrics
-from ..params import PrunedParams
+from ..params import PrunedParams, check_finite_state
 from ..pruning import LossFn, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 
@@ -53,6 +53,8 @@ class GradualPruning(pl.Callback):
         evaluate: EvaluateNet | None = None,
         allow_regrowth: bool = False,
         progress: bool = True,
+        after_step: Callable[[pl.Trainer], None] | None = None,
+        identity: dict[str, Any] | None = None,
     ):
         if len(epochs) != len(levels):
             raise ValueError(f"{len(epochs)} pruning epochs but {len(levels)} sparsity levels")
@@ -65,6 +67,8 @@ class GradualPruning(pl.Callback):
         self.evaluate = evaluate
         self.allow_regrowth = allow_regrowth
         self.progress = progress
+        self.after_step = after_step  # e.g. LastCheckpoint.save: a resumable state right after each step
+        self.identity = dict(identity or {})  # the run's settings, saved so a resume can be checked
         self.masks: dict[str, Tensor] | None = None
         self.next_step = 0
         self.trajectory: list[dict] = []
@@ -127,6 +131,7 @@ class GradualPruning(pl.Callback):
             )
             outcome = self.pruner.prune(ctx, level)
             pruned.assign(outcome.weights)
+            check_finite_state(net, f"after pruning step {step}", "the pruner diverged; check its knobs")
             timing = {"fisher_seconds": outcome.fisher_seconds, "solver_seconds": outcome.solver_seconds}
             stages = outcome.stages
         if trainer.world_size > 1:
@@ -153,6 +158,8 @@ class GradualPruning(pl.Callback):
         self.trajectory.append(record)
         log.info("pruning step %d at epoch %d: %s", step, trainer.current_epoch, record)
         self._log(trainer, flatten_metrics({k: v for k, v in record.items() if k != "stages"}, "prune/"))
+        if self.after_step is not None:
+            self.after_step(trainer)
 
     def _zero_momentum(self, trainer: pl.Trainer, module: PrunableModule) -> None:
         for optimizer in trainer.optimizers:
@@ -204,7 +211,7 @@ class GradualPruning(pl.Callback):
     # ---------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         masks = None if self.masks is None else {name: m.cpu() for name, m in self.masks.items()}
-        return {"masks": masks, "next_step": self.next_step, "trajectory": self.trajectory}
+        return {"masks": masks, "next_step": self.next_step, "trajectory": self.trajectory, "config": self.identity}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.masks = state_dict["masks"]

@@ -1,4 +1,7 @@
-"""A Hydra sweeper over a union of grids, so one multirun can give cheap methods several
+"""Sweepers that check every job's config before the first job starts (`checked`, the
+default, and `grids`); with `keep_going=true` a bad job is reported and the others run.
+
+A Hydra sweeper over a union of grids, so one multirun can give cheap methods several
 seeds and costly ones a single seed (`hydra/sweeper: grids`, used by conf/experiment/).
 
 Each grid is a mapping `key: "v1,v2,..."` swept as Hydra's basic sweeper would; the jobs of
@@ -6,6 +9,7 @@ all grids run in order, duplicates once. A key given on the command line replace
 in every grid (`python run.py experiment=paper_oneshot_mlpnet seed=0`).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,17 +23,35 @@ from hydra.core.override_parser.types import Override
 class GridSweeperConf:
     _target_: str = "hydra_plugins.chitalab_sweeper.grid_sweeper.GridSweeper"
     max_batch_size: int | None = None
+    params: dict[str, str] | None = None
     grids: list[dict[str, Any]] = field(default_factory=list)
 
 
 ConfigStore.instance().store(group="hydra/sweeper", name="grids", node=GridSweeperConf, provider="chitalab")
 
 
-class GridSweeper(BasicSweeper):
-    """BasicSweeper whose parameters are a list of grids instead of one."""
+class CheckedSweeper(BasicSweeper):
+    """Hydra's basic sweeper, but a batch of jobs (all of them, unless max_batch_size is set) is
+    checked with `chitalab.cli.check_sweep` (composition and values) before any of it runs."""
 
-    def __init__(self, max_batch_size: int | None = None, grids: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(max_batch_size=max_batch_size, params=None)
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        from chitalab.cli import check_sweep
+
+        assert self.hydra_context is not None and self.config is not None
+        check_sweep(self.hydra_context.config_loader, self.config, batch)
+
+
+class GridSweeper(CheckedSweeper):
+    """BasicSweeper whose parameters are a list of grids instead of one (without grids: the
+    basic sweeper, `params` included; conf/hydra/default.yaml makes it the default)."""
+
+    def __init__(
+        self,
+        max_batch_size: int | None = None,
+        grids: list[dict[str, Any]] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
         self.grids = [dict(grid) for grid in grids or [{}]]
 
     def split_arguments(  # type: ignore[override]  # an instance method: it needs the config loader
