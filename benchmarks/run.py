@@ -307,6 +307,7 @@ def _deploy(sizes: Sizes, device, log) -> tuple[dict, str]:
         result["linear_kernels"],
         list(result["linear_kernels"][0]),
     )
+    return result, text
 
 
 def _swap(sizes: Sizes, device, log) -> tuple[dict, str]:

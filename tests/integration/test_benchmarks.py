@@ -33,7 +33,7 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     done = run_benchmarks("--sections", "floor,warp", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy (comma-separated)"
+        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy, swap (comma-separated)"
     ]
     done = run_benchmarks("--device", "tpu", "--out", str(tmp_path))
     assert done.returncode == 2 and "--device got 'tpu'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
