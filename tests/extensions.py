@@ -10,7 +10,7 @@ from math import prod
 import torch
 from torch import Tensor
 
-from chitalab.solver import Problem, SolveResult, Solver, SparsityConstraint
+from chitalab.solver import Problem, Solver, SolveResult, SparsityConstraint
 
 
 class PerTensorTopK(SparsityConstraint):

@@ -12,7 +12,7 @@ from typing import NoReturn
 
 from omegaconf import DictConfig
 
-from .errors import ArgumentError, UserError
+from .errors import ArgumentError, UserError, check_fraction, check_int
 
 log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
@@ -89,10 +89,13 @@ def fail(message: str) -> NoReturn:
 def run_job(cfg: DictConfig) -> None:
     """Run one job; user errors end it with one line on stderr and exit code 2."""
     start = time.perf_counter()
-    from .run.config import read_job  # heavy imports only once the config is known to be valid
-    from .run.main import run
-
     try:
+        # The top-level values first, so a bad one fails in a second, before torch is imported.
+        check_fraction("sparsity", cfg.sparsity)
+        check_int("seed", cfg.seed, 0)
+        from .run.config import read_job  # heavy imports only once the config is known to be valid
+        from .run.main import run
+
         run(read_job(cfg), start)
     except Exception as err:
         user_error = find_user_error(err)

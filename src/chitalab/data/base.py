@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset, default_collate
@@ -21,15 +20,19 @@ def augmented_collate(augment: BatchTransform, samples: list[tuple[Tensor, Tenso
     return augment(x), y
 
 
-class PruningDataModule(pl.LightningDataModule, ABC):
+class PruningDataModule(ABC):
     """Train and test loaders, the training-set size, and random training samples as tensors
-    (the Fisher samples). Subclasses hold the data in memory or read it from files."""
+    (the Fisher samples). Subclasses hold the data in memory or read it from files. A plain
+    class, not a LightningDataModule: the runs hand loaders to the Trainer, and a one-shot job
+    then never imports Lightning."""
 
     def __init__(self, batch_size: int, num_workers: int = 0, shuffle: bool = True):
-        super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+
+    def setup(self, stage: str | None = None) -> None:  # noqa: B027 (a hook; the default does nothing)
+        """Read or index the data (idempotent); the data is otherwise read on first use."""
 
     @property
     @abstractmethod
@@ -52,6 +55,12 @@ class PruningDataModule(pl.LightningDataModule, ABC):
     @abstractmethod
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches, augmented when the data set defines an augmentation."""
+
+    @abstractmethod
+    def training_batches(self, index: Tensor) -> Iterable[tuple[Tensor, Tensor]]:
+        """The training samples at `index`, in that order, in batches of `batch_size` and
+        augmented as the training batches are (a subset of the training pass, e.g. for the
+        BatchNorm re-estimation)."""
 
     @abstractmethod
     def test_dataloader(self) -> DataLoader:
@@ -109,6 +118,13 @@ class TensorDataModule(PruningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return DataLoader(self.splits()[1], batch_size=self.batch_size, num_workers=self.num_workers)
+
+    def training_batches(self, index: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.splits()[0].tensors
+        for start in range(0, len(index), self.batch_size):
+            chunk = index[start : start + self.batch_size]
+            xb = x[chunk]
+            yield (self.train_transform(xb) if self.train_transform is not None else xb), y[chunk]
 
     def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
         x, y = self.splits()[0].tensors

@@ -6,23 +6,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
 
 from ..data import PruningDataModule
 from ..errors import ArgumentError, UserError
 from ..models import ModelSpec, load_model, loss_function
 from ..params import PrunedParams, keep_count, select_pruned
-from ..pruning import Evaluate, PruneContext, Pruner, SampleStream
+from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 from ..training import recalibrate_batchnorm
 from .results import Evaluation, ReportKeys
 
+if TYPE_CHECKING:  # Lightning is imported only by the runs that build a Trainer (gradual)
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import Callback
+
 log = logging.getLogger(__name__)
+
+BATCHNORM_DRAW = DrawKey("batchnorm")
+"""The stream key of the BatchNorm re-estimation subset."""
 
 PatternFactory = Callable[..., SparsityConstraint]
 """shapes= -> constraint: the `_partial_` pattern, bound to the pruned tensors' shapes by the job."""
@@ -69,7 +75,7 @@ class JobConfig:
     pattern: PatternFactory
     kind: RunKind
     trainer: Callable[..., pl.Trainer]
-    logger: Any
+    logger: Callable[[], Any] | None  # builds the experiment logger (imports it) on first use
     report: ReportKeys
     config: dict[str, Any]  # the resolved config, for the experiment logger
 
@@ -84,6 +90,12 @@ class Job:
     constraint: SparsityConstraint
     samples: SampleStream
 
+    @cached_property
+    def logger(self) -> Any:
+        """The experiment logger (None: none), built on first use and then shared by the
+        Trainer and the final summary."""
+        return self.config.logger() if self.config.logger is not None else None
+
     @property
     def loss_fn(self) -> Callable[..., torch.Tensor]:
         return loss_function(self.net)
@@ -92,19 +104,30 @@ class Job:
         """The configured Lightning Trainer with the job's logger, folder, progress and `kwargs`."""
         c = self.config
         return c.trainer(
-            logger=c.logger if c.logger is not None else False,
+            logger=self.logger if self.logger is not None else False,
             callbacks=list(callbacks),
             enable_progress_bar=c.progress,
             default_root_dir=str(c.out_dir),
             **kwargs,
         )
 
-    def recalibrate_batchnorm(self) -> None:
-        """Re-estimate BatchNorm statistics on the training set when the model asks for it."""
-        if self.config.model.bn_recalibration:
-            recalibrate_batchnorm(
-                self.net.to(self.config.device), self.config.datamodule.train_dataloader(), self.config.progress
-            )
+    def recalibrate_batchnorm(self, channels_last: bool = False) -> int | None:
+        """Re-estimate BatchNorm statistics when the model asks for it: on
+        `model.bn_recalibration_samples` training samples drawn from the "batchnorm" stream
+        (batched and augmented as the training batches), or one pass over all training batches
+        when that is None. Returns the number of samples used (None: no re-estimation)."""
+        spec, data = self.config.model, self.config.datamodule
+        if not spec.bn_recalibration:
+            return None
+        net = self.net.to(self.config.device)
+        if spec.bn_recalibration_samples is None:
+            recalibrate_batchnorm(net, data.train_dataloader(), self.config.progress, channels_last)
+            return data.num_train
+        count = min(spec.bn_recalibration_samples, data.num_train)
+        index = self.samples.indices(count, BATCHNORM_DRAW)
+        recalibrate_batchnorm(net, data.training_batches(index), self.config.progress, channels_last)
+        log.info("BatchNorm statistics from %d of %d training samples", count, data.num_train)
+        return count
 
     def context(self, evaluate: Evaluate | None = None) -> PruneContext:
         """The pruner's view of the job (one-shot: step 0)."""

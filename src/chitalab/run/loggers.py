@@ -4,11 +4,12 @@ default, CSV, or none), and the run closed."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-from pytorch_lightning.loggers import Logger, WandbLogger
+from typing import TYPE_CHECKING, Any
 
 from ..outputs import flatten_metrics
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger
 
 
 def log_run(
@@ -18,6 +19,8 @@ def log_run(
     metrics, then close the run."""
     if logger is None:
         return
+    from pytorch_lightning.loggers import WandbLogger  # a logger exists: Lightning is loaded already
+
     logger.log_hyperparams(config)
     for step, record in enumerate(series):
         logger.log_metrics(flatten_metrics(record, "stage/"), step=step)

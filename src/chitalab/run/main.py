@@ -49,6 +49,6 @@ def run(config: JobConfig, start: float) -> Results:
         save_outputs(job.config.out_dir, job.net.state_dict(), results.to_json())
         summary = results.to_dict()
         metrics = flatten_metrics({k: summary[k] for k in ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")})
-        log_run(job.config.logger, job.config.config, metrics, outcome.unlogged_series)
+        log_run(job.logger, job.config.config, metrics, outcome.unlogged_series)
         log.info("wrote %s", job.config.out_dir)
     return results
