@@ -18,11 +18,12 @@ from pathlib import Path
 import torch
 
 from .fisher_bench import bench_model
+from .job_bench import bench_jobs
 from .measure import machine, memory_kind
 from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling
 from .tables import format_table
 
-SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block")
+SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "job")
 L2 = 1e-3
 
 
@@ -208,6 +209,20 @@ def _block(sizes: Sizes, device, log) -> tuple[dict, str]:
     return result, text
 
 
+def _job(sizes: Sizes, device, log) -> tuple[dict, str]:
+    result = bench_jobs(sizes is QUICK, device, log)
+    text = ""
+    for name, job in result.items():
+        text += format_table(
+            f"One cold one-shot job, {name}: {job['command']} (load {job['load']:.1f} at the start; "
+            f"dense {job['dense_acc']:.2f}, pruned {job['pruned_acc']:.2f}); floors measured warm in this process",
+            job["rows"],
+            ["model", "phase", "seconds", "floor_seconds"],
+        )
+        text += "\n"
+    return result, text.rstrip()
+
+
 RUNNERS = {
     "fisher": _fisher,
     "solvers": _solvers,
@@ -215,6 +230,7 @@ RUNNERS = {
     "scaling_p": _scaling("p"),
     "scaling_n": _scaling("n"),
     "block": _block,
+    "job": _job,
 }
 
 

@@ -33,7 +33,26 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     done = run_benchmarks("--sections", "floor,warp", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block (comma-separated)"
+        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, job (comma-separated)"
     ]
     done = run_benchmarks("--device", "tpu", "--out", str(tmp_path))
     assert done.returncode == 2 and "--device got 'tpu'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_quick_job_section_times_the_phases_of_a_cold_job(tmp_path):
+    done = run_benchmarks("--quick", "--sections", "job", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "One cold one-shot job, tiny_mlp" in done.stdout
+    job = json.loads((tmp_path / "latest.json").read_text())["sections"]["job"]["tiny_mlp"]
+    phases = [row["phase"] for row in job["rows"]]
+    assert phases[:8] == [
+        "start-up",
+        "data",
+        "re-estimation",
+        "dense evaluation",
+        "Fisher",
+        "solve",
+        "pruned evaluation",
+        "writing",
+    ]
+    assert all(row["seconds"] >= 0 for row in job["rows"]) and job["wall_seconds"] > 0

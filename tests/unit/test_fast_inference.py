@@ -117,7 +117,11 @@ def test_fast_evaluation_equals_the_lightning_loop(channels_last):
     job.recalibrate_batchnorm()
     loader = job.config.datamodule.test_dataloader()
     trainer = pl.Trainer(
-        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
     )
     reference = Classifier(job.net, 4).evaluate(trainer, loader, "dense")
     fast = evaluate_model(job.net, loader, 4, channels_last=channels_last)
@@ -142,7 +146,7 @@ def imported_by(*args: str) -> set[str]:
 
 
 def test_cli_import_and_help_load_no_heavy_package():
-    code = "import sys, chitalab.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in %r))" % (HEAVY,)
+    code = f"import sys, chitalab.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert not imported_by("run.py", "--help") & {*HEAVY, "torch", "torchvision"}

@@ -8,16 +8,31 @@ from functools import partial
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, TensorDataset, default_collate
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, TensorDataset
 
 BatchTransform = Callable[[Tensor], Tensor]
 
 
-def augmented_collate(augment: BatchTransform, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """Stack samples into a batch and augment its inputs (a module-level function, so loader
-    workers can pickle it)."""
-    x, y = default_collate(samples)
+def augmented_batch(augment: BatchTransform, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """Augment the inputs of a batch fetched whole (module-level, so loader workers can pickle it)."""
+    x, y = batch
     return augment(x), y
+
+
+def batched_loader(
+    dataset: TensorDataset, batch_size: int, shuffle: bool, num_workers: int, transform: BatchTransform | None
+) -> DataLoader:
+    """Batches of an in-memory data set fetched whole: one indexing of the tensors per batch
+    instead of one per sample and a stack. The same batches, in the same order (the same
+    random permutation when shuffled), as `DataLoader(dataset, batch_size, shuffle)`."""
+    sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        sampler=BatchSampler(sampler, batch_size, drop_last=False),
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=partial(augmented_batch, transform) if transform is not None else None,
+    )
 
 
 class PruningDataModule(ABC):
@@ -106,18 +121,10 @@ class TensorDataModule(PruningDataModule):
         return tuple(self.splits()[0].tensors[0].shape[1:])
 
     def train_dataloader(self) -> DataLoader:
-        transform = self.train_transform
-        collate = partial(augmented_collate, transform) if transform is not None else None
-        return DataLoader(
-            self.splits()[0],
-            batch_size=self.batch_size,
-            shuffle=self.shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-        )
+        return batched_loader(self.splits()[0], self.batch_size, self.shuffle, self.num_workers, self.train_transform)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits()[1], batch_size=self.batch_size, num_workers=self.num_workers)
+        return batched_loader(self.splits()[1], self.batch_size, False, self.num_workers, None)
 
     def training_batches(self, index: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.splits()[0].tensors

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -89,11 +90,22 @@ class Job:
     pruned: PrunedParams
     constraint: SparsityConstraint
     samples: SampleStream
+    _logger_future: Future | None = field(default=None, init=False, repr=False)
+
+    def start_logger(self) -> None:
+        """Build the experiment logger and start its run in a background thread (W&B's start-up
+        takes seconds; it then overlaps the job's work). `logger` waits for it."""
+        if self.config.logger is not None and self._logger_future is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="logger")
+            self._logger_future = pool.submit(started_logger, self.config.logger)
+            pool.shutdown(wait=False)  # the thread ends with its one task
 
     @cached_property
     def logger(self) -> Any:
-        """The experiment logger (None: none), built on first use and then shared by the
-        Trainer and the final summary."""
+        """The experiment logger (None: none), built on first use (or by `start_logger`) and
+        then shared by the Trainer and the final summary."""
+        if self._logger_future is not None:
+            return self._logger_future.result()
         return self.config.logger() if self.config.logger is not None else None
 
     @property
@@ -142,6 +154,13 @@ class Job:
         )
 
 
+def started_logger(factory: Callable[[], Any]) -> Any:
+    """The logger `factory` builds, with its run started (`experiment`: W&B's init)."""
+    logger = factory()
+    getattr(logger, "experiment", None)
+    return logger
+
+
 def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_name: str, dataset_name: str) -> None:
     """Run two samples through the model so a shape mismatch fails early with a clear message."""
     x, _ = datamodule.training_samples(torch.arange(2))
@@ -157,6 +176,7 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
 def build_job(config: JobConfig) -> Job:
     """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
+    log.info("setting up %s and %s", config.dataset, config.model.name)
     datamodule.setup("fit")
     needed = config.pruner.samples_needed()
     if needed > datamodule.num_train:

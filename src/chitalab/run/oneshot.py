@@ -27,6 +27,7 @@ class OneShot:
 
     def execute(self, job: Job) -> RunOutcome:
         c = job.config
+        job.start_logger()  # W&B starts while the job works
         job.recalibrate_batchnorm(channels_last=self.channels_last)
         job.net.to(c.device).eval()
         test_loader = c.datamodule.test_dataloader()
