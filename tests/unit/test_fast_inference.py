@@ -128,6 +128,8 @@ def test_fast_evaluation_equals_the_lightning_loop(channels_last):
     assert fast["test_acc"] == pytest.approx(reference["test_acc"], abs=1e-4)
     assert fast["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
     assert job.net.training and job.net.conv.weight.is_contiguous()  # mode and layout restored
+    job.net(torch.randn(2, 1, 8, 8)).sum().backward()  # the weights are no inference tensors: Fisher still works
+    assert job.net.conv.weight.grad is not None
 
 
 HEAVY = ("pytorch_lightning", "lightning_fabric", "torchmetrics", "wandb", "timm", "matplotlib")

@@ -26,6 +26,10 @@ def memory_format(net: nn.Module, channels_last: bool) -> Iterator[None]:
     if not channels_last:
         yield
         return
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "change the memory format outside inference mode: the weights would become inference tensors"
+        )
     net.to(memory_format=torch.channels_last)
     try:
         yield
@@ -39,14 +43,14 @@ def as_input(x: Tensor, device: torch.device, channels_last: bool) -> Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x
 
 
-@torch.inference_mode()
 def evaluate_model(
     net: nn.Module, dataloader: Iterable[tuple[Tensor, Tensor]], num_classes: int = 0, channels_last: bool = False
 ) -> dict[str, float]:
     """`test_metrics` of `net` in eval mode: top-1 accuracy in percent (ties: the first
     maximum, as torchmetrics' micro accuracy) and the mean loss per sample. Local by design
     (no cross-process sync: rank 0 only under DDP). Restores the mode. `num_classes` is not
-    needed and kept for the callers' signature."""
+    needed and kept for the callers' signature. The layout is changed outside inference mode,
+    so the weights never become inference tensors (a later backward pass needs them)."""
     was_training = net.training
     net.eval()
     device = next(net.parameters()).device
@@ -55,7 +59,7 @@ def evaluate_model(
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     try:
-        with memory_format(net, channels_last):
+        with memory_format(net, channels_last), torch.inference_mode():
             for x, y in dataloader:
                 y = y.to(device, non_blocking=True)
                 out = net(as_input(x, device, channels_last))
