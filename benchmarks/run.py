@@ -20,11 +20,12 @@ import torch
 
 from .deploy_bench import bench_deploy
 from .fisher_bench import bench_model
+from .job_bench import bench_jobs
 from .measure import machine, memory_kind
 from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling, bench_swap
 from .tables import format_table
 
-SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy", "swap")
+SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy", "swap", "job")
 L2 = 1e-3
 
 
@@ -334,6 +335,20 @@ def _swap(sizes: Sizes, device, log) -> tuple[dict, str]:
     return result, text
 
 
+def _job(sizes: Sizes, device, log) -> tuple[dict, str]:
+    result = bench_jobs(sizes is QUICK, device, log)
+    text = ""
+    for name, job in result.items():
+        text += format_table(
+            f"One cold one-shot job, {name}: {job['command']} (load {job['load']:.1f} at the start; "
+            f"dense {job['dense_acc']:.2f}, pruned {job['pruned_acc']:.2f}); floors measured warm in this process",
+            job["rows"],
+            ["model", "phase", "seconds", "floor_seconds"],
+        )
+        text += "\n"
+    return result, text.rstrip()
+
+
 RUNNERS = {
     "fisher": _fisher,
     "solvers": _solvers,
@@ -343,6 +358,7 @@ RUNNERS = {
     "block": _block,
     "deploy": _deploy,
     "swap": _swap,
+    "job": _job,
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .errors import ArgumentError, UserError
+from .errors import ArgumentError, UserError, check_fraction, check_int
 
 log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
@@ -235,27 +235,26 @@ def fail(message: str) -> NoReturn:
 
 def run_job(cfg: DictConfig) -> None:
     """Run one job; user errors end it with one line on stderr and exit code 2, a SIGTERM or
-    SIGINT with one line and 128 + the signal number (see `chitalab.run.signals`)."""
+    SIGINT with one line and 128 + the signal number (see `chitalab.signals`)."""
     start = time.perf_counter()
-    from .run.config import read_job  # heavy imports only once the config is known to be valid
     from .run.lock import run_lock
-    from .run.loggers import mark_failed
-    from .run.main import run
-    from .run.signals import Interrupted, graceful_stop
+    from .signals import Interrupted, graceful_stop
 
-    config = None
     try:
+        # The top-level values first, so a bad one fails in a second, before torch is imported.
+        check_fraction("sparsity", cfg.sparsity)
+        check_int("seed", cfg.seed, 0)
         with graceful_stop(), run_lock(Path(cfg.paths.output_dir)):
-            config = read_job(cfg)
+            from .run.config import read_job  # heavy imports only once the config is known to be valid
+            from .run.main import run
+
             try:
-                run(config, start)
+                run(read_job(cfg), start)
             except SystemExit as lightning_stop:  # Lightning's own SIGTERMException exits with 0
                 if type(lightning_stop).__name__ == "SIGTERMException":
                     raise Interrupted(signal.SIGTERM) from None
                 raise
     except Exception as err:
-        if config is not None:
-            mark_failed(config.logger)
         if isinstance(err, Interrupted):
             log.error(str(err))
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)

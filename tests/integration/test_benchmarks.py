@@ -33,7 +33,7 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     done = run_benchmarks("--sections", "floor,warp", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy, swap (comma-separated)"
+        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy, swap, job (comma-separated)"
     ]
     done = run_benchmarks("--device", "tpu", "--out", str(tmp_path))
     assert done.returncode == 2 and "--device got 'tpu'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -48,3 +48,22 @@ def test_quick_deploy_section_times_three_models_and_the_layer_sweeps(tmp_path):
     assert {row["model"] for row in deploy["rows"]} == {"mlpnet", "resnet20", "wide_mlp_3x256"}
     assert all(row["dense_ms"] > 0 and row["sparse_ms"] > 0 and 0 < row["size_ratio"] < 1 for row in deploy["rows"])
     assert {s["kind"] for s in deploy["sweeps"]} == {"linear", "conv"}
+
+
+def test_quick_job_section_times_the_phases_of_a_cold_job(tmp_path):
+    done = run_benchmarks("--quick", "--sections", "job", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert "One cold one-shot job, tiny_mlp" in done.stdout
+    job = json.loads((tmp_path / "latest.json").read_text())["sections"]["job"]["tiny_mlp"]
+    phases = [row["phase"] for row in job["rows"]]
+    assert phases[:8] == [
+        "start-up",
+        "data",
+        "re-estimation",
+        "dense evaluation",
+        "Fisher",
+        "solve",
+        "pruned evaluation",
+        "writing",
+    ]
+    assert all(row["seconds"] >= 0 for row in job["rows"]) and job["wall_seconds"] > 0

@@ -1,12 +1,30 @@
-"""Lightning data modules."""
+"""Data modules. Names are imported on first use (PEP 562): a job reads only its own data
+module's file (ImageNet's brings torchvision's transforms)."""
 
-from .arrays import read_npz
-from .base import PruningDataModule, TensorDataModule
-from .cifar10 import CIFAR10DataModule
-from .imagenet import ImageFolderDataModule
-from .images import ImageArrayDataModule
-from .mnist import MNISTDataModule
-from .synthetic import SyntheticDataModule
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .arrays import read_npz
+    from .base import PruningDataModule, TensorDataModule
+    from .cifar10 import CIFAR10DataModule
+    from .imagenet import ImageFolderDataModule
+    from .images import ImageArrayDataModule
+    from .mnist import MNISTDataModule
+    from .synthetic import SyntheticDataModule
+
+_WHERE = {
+    "CIFAR10DataModule": "cifar10",
+    "ImageArrayDataModule": "images",
+    "ImageFolderDataModule": "imagenet",
+    "MNISTDataModule": "mnist",
+    "PruningDataModule": "base",
+    "SyntheticDataModule": "synthetic",
+    "TensorDataModule": "base",
+    "read_npz": "arrays",
+}
 
 __all__ = [
     "CIFAR10DataModule",
@@ -18,3 +36,9 @@ __all__ = [
     "TensorDataModule",
     "read_npz",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
-import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Sampler, TensorDataset, default_collate
+from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler, TensorDataset
 
 BatchTransform = Callable[[Tensor], Tensor]
 
 
-def augmented_collate(augment: BatchTransform, samples: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    """Stack samples into a batch and augment its inputs (a module-level function, so loader
-    workers can pickle it)."""
-    x, y = default_collate(samples)
+def augmented_batch(augment: BatchTransform, batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+    """Augment the inputs of a batch fetched whole (module-level, so loader workers can pickle it)."""
+    x, y = batch
     return augment(x), y
 
 
@@ -42,15 +40,45 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.size, generator=gen).tolist())
 
 
-class PruningDataModule(pl.LightningDataModule, ABC):
+class EpochBatches(BatchSampler):
+    """Batches of indices from `sampler`, passing Lightning's `set_epoch` on to it (Lightning
+    calls it on the loader's sampler, which is this one when batches are fetched whole)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        set_epoch = getattr(self.sampler, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
+
+
+def batched_loader(
+    dataset: TensorDataset, batch_size: int, shuffle: bool, num_workers: int, transform: BatchTransform | None
+) -> DataLoader:
+    """Batches of an in-memory data set fetched whole: one indexing of the tensors per batch
+    instead of one per sample and a stack. Shuffled in the order of `EpochShuffle`, so a
+    resumed run sees the same batches."""
+    sampler: Sampler[int] = EpochShuffle(len(dataset)) if shuffle else SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        sampler=EpochBatches(sampler, batch_size, drop_last=False),
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=partial(augmented_batch, transform) if transform is not None else None,
+    )
+
+
+class PruningDataModule(ABC):
     """Train and test loaders, the training-set size, and random training samples as tensors
-    (the Fisher samples). Subclasses hold the data in memory or read it from files."""
+    (the Fisher samples). Subclasses hold the data in memory or read it from files. A plain
+    class, not a LightningDataModule: the runs hand loaders to the Trainer, and a one-shot job
+    then never imports Lightning."""
 
     def __init__(self, batch_size: int, num_workers: int = 0, shuffle: bool = True):
-        super().__init__()
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+
+    def setup(self, stage: str | None = None) -> None:  # noqa: B027 (a hook; the default does nothing)
+        """Read or index the data (idempotent); the data is otherwise read on first use."""
 
     @property
     @abstractmethod
@@ -73,6 +101,12 @@ class PruningDataModule(pl.LightningDataModule, ABC):
     @abstractmethod
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches, augmented when the data set defines an augmentation."""
+
+    @abstractmethod
+    def training_batches(self, index: Tensor) -> Iterable[tuple[Tensor, Tensor]]:
+        """The training samples at `index`, in that order, in batches of `batch_size` and
+        augmented as the training batches are (a subset of the training pass, e.g. for the
+        BatchNorm re-estimation)."""
 
     @abstractmethod
     def test_dataloader(self) -> DataLoader:
@@ -118,18 +152,17 @@ class TensorDataModule(PruningDataModule):
         return tuple(self.splits()[0].tensors[0].shape[1:])
 
     def train_dataloader(self) -> DataLoader:
-        transform = self.train_transform
-        collate = partial(augmented_collate, transform) if transform is not None else None
-        return DataLoader(
-            self.splits()[0],
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(self.splits()[0])) if self.shuffle else None,
-            num_workers=self.num_workers,
-            collate_fn=collate,
-        )
+        return batched_loader(self.splits()[0], self.batch_size, self.shuffle, self.num_workers, self.train_transform)
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(self.splits()[1], batch_size=self.batch_size, num_workers=self.num_workers)
+        return batched_loader(self.splits()[1], self.batch_size, False, self.num_workers, None)
+
+    def training_batches(self, index: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
+        x, y = self.splits()[0].tensors
+        for start in range(0, len(index), self.batch_size):
+            chunk = index[start : start + self.batch_size]
+            xb = x[chunk]
+            yield (self.train_transform(xb) if self.train_transform is not None else xb), y[chunk]
 
     def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
         x, y = self.splits()[0].tensors

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import torch
-from torchvision.datasets import CIFAR10
 
 from ..errors import UserError, choice_error
 from .augment import RandomCropFlip
@@ -32,6 +31,7 @@ class CIFAR10DataModule(ImageArrayDataModule):
     title = "CIFAR-10"
     default_npz = "cifar10.npz"
     batch_files = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    base_folder = "cifar-10-batches-py"  # torchvision's CIFAR10.base_folder
 
     def __init__(
         self,
@@ -65,11 +65,13 @@ class CIFAR10DataModule(ImageArrayDataModule):
             self.train_transform = RandomCropFlip(padding=4, fill=black)
 
     def has_torchvision_files(self) -> bool:
-        folder = self.data_dir / CIFAR10.base_folder
+        folder = self.data_dir / self.base_folder
         return all((folder / name).is_file() for name in self.batch_files)
 
     def read_torchvision(self) -> Splits:
-        folder = self.data_dir / CIFAR10.base_folder
+        from torchvision.datasets import CIFAR10  # imported here: torchvision costs a second at start-up
+
+        folder = self.data_dir / self.base_folder
         present = self.has_torchvision_files()
         if present:
             log.info("CIFAR-10: reading torchvision's files in %s", folder)

@@ -102,6 +102,9 @@ class ImageFolderDataModule(PruningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self._sets()[1], shuffle=False)
 
+    def training_batches(self, index: Tensor) -> DataLoader:
+        return self._loader(Subset(self._sets()[0], index.tolist()), shuffle=False)
+
     def training_samples(self, index: Tensor) -> tuple[Tensor, Tensor]:
         batches = list(self._loader(Subset(self._sets()[2], index.tolist()), shuffle=False))
         return torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches])

@@ -78,14 +78,17 @@ class ImageArrayDataModule(TensorDataModule):
         log.info("%s: reading the array file %s", self.title, self.npz_path)
         return read_npz(self.npz_path)
 
-    def normalise(self, x: Tensor) -> Tensor:
-        """(x − mean) / std per channel, for images in [0, 1]."""
+    def normalise(self, x: Tensor, inplace: bool = False) -> Tensor:
+        """(x − mean) / std per channel, for images in [0, 1]; `inplace` overwrites x (no
+        temporaries the size of the training set)."""
         if self.mean.numel() not in (1, x.shape[1]):
             raise UserError(
                 f"{self.title}: {self.mean.numel()} normalisation means for images with {x.shape[1]} channels"
             )
+        if inplace:
+            return x.sub_(self.mean).div_(self.std)
         return (x - self.mean) / self.std
 
     def load(self) -> Splits:
-        x_train, y_train, x_test, y_test = self.read_source()
-        return self.normalise(x_train), y_train, self.normalise(x_test), y_test
+        x_train, y_train, x_test, y_test = self.read_source()  # fresh tensors: normalised in place
+        return self.normalise(x_train, inplace=True), y_train, self.normalise(x_test, inplace=True), y_test

@@ -4,13 +4,14 @@ or from an array file."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
-from torchvision.datasets import MNIST
-from torchvision.datasets.utils import check_integrity
+from torch import Tensor
 
 from ..errors import UserError
 from .images import ImageArrayDataModule, Splits
@@ -18,9 +19,45 @@ from .images import ImageArrayDataModule, Splits
 log = logging.getLogger(__name__)
 
 
+# (gz file name, md5) of the four MNIST files, as torchvision's MNIST.resources lists them
+# (written out: importing torchvision costs a second at start-up).
+RESOURCES = [
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+]
+
+
 def _raw_names() -> list[tuple[str, str]]:
-    """(gz file name, md5) of the four MNIST files, as torchvision lists them."""
-    return [(name, md5) for name, md5 in MNIST.resources]
+    """(gz file name, md5) of the four MNIST files."""
+    return list(RESOURCES)
+
+
+def check_integrity(path: str | Path, md5: str) -> bool:
+    """Whether `path` is a file with this md5 (torchvision's check_integrity)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == md5
+
+
+def read_idx(path: Path) -> Tensor:
+    """An uncompressed unsigned-byte idx file (MNIST's format) as a uint8 tensor, as
+    torchvision's MNIST reads it."""
+    data = path.read_bytes()
+    if data[:3] != b"\x00\x00\x08":
+        raise UserError(f"{path} is not an unsigned-byte idx file")
+    ndim = data[3]
+    shape = tuple(int(v) for v in np.frombuffer(data, dtype=">i4", count=ndim, offset=4))
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if values.size != int(np.prod(shape)):
+        raise UserError(f"{path} holds {values.size} values, its header says {shape}")
+    return torch.from_numpy(values.reshape(shape).copy())
 
 
 class MNISTDataModule(ImageArrayDataModule):
@@ -98,6 +135,8 @@ class MNISTDataModule(ImageArrayDataModule):
                 f"MNIST not found in {raw} or {self.npz_path} and dataset.download is false; set paths.data_dir"
             )
         log.info("MNIST: not found in %s or %s, downloading", raw, self.npz_path)
+        from torchvision.datasets import MNIST  # imported only to download
+
         try:
             MNIST(self.data_dir, train=True, download=True)
             MNIST(self.data_dir, train=False, download=True)
@@ -109,12 +148,12 @@ class MNISTDataModule(ImageArrayDataModule):
         return self.data_dir
 
     def read_torchvision(self) -> Splits:
-        root = self._root()
-        train = MNIST(root, train=True, download=False)
-        test = MNIST(root, train=False, download=False)
+        raw = self._root() / "MNIST" / "raw"
+        images = {split: read_idx(raw / f"{split}-images-idx3-ubyte") for split in ("train", "t10k")}
+        labels = {split: read_idx(raw / f"{split}-labels-idx1-ubyte") for split in ("train", "t10k")}
         return (
-            train.data.float().div_(255.0).unsqueeze(1),
-            train.targets.to(torch.long),
-            test.data.float().div_(255.0).unsqueeze(1),
-            test.targets.to(torch.long),
+            images["train"].float().div_(255.0).unsqueeze(1),
+            labels["train"].to(torch.long),
+            images["t10k"].float().div_(255.0).unsqueeze(1),
+            labels["t10k"].to(torch.long),
         )

@@ -33,7 +33,7 @@ __all__ = [
 @dataclass(frozen=True)
 class ModelSpec:
     """A model config, read: the network (random or timm-pretrained weights), where its weights
-    come from, whether BatchNorm statistics are re-estimated, and which weights are pruned
+    come from, whether BatchNorm statistics are re-estimated (on how many training samples), and which weights are pruned
     (shell-style patterns on weight names)."""
 
     name: str
@@ -43,6 +43,7 @@ class ModelSpec:
     pretrained: bool = False
     trust_checkpoint: bool = False  # allow full unpickling of `checkpoint` (it can run code)
     bn_recalibration: bool = False
+    bn_recalibration_samples: int | None = None  # None: one full pass over the training batches
     include: tuple[str, ...] | list[str] = ("*",)
     exclude: tuple[str, ...] | list[str] = ()
 

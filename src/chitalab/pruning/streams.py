@@ -49,11 +49,16 @@ class SampleStream:
     seed: int
     drawn: list[DrawKey] = field(default_factory=list)
 
-    def draw(self, count: int, key: DrawKey) -> tuple[Tensor, Tensor]:
-        """`count` distinct training samples chosen at random for `key`."""
+    def indices(self, count: int, key: DrawKey) -> Tensor:
+        """The training-set indices of `count` distinct samples chosen at random for `key`
+        (what `draw` returns the samples of)."""
         total = self.data.num_train
         if count > total:
             raise ValueError(f"asked for {count} samples, the training set has {total}")
         gen = torch.Generator().manual_seed(key.seed(self.seed))
         self.drawn.append(key)
-        return self.data.training_samples(torch.randperm(total, generator=gen)[:count])
+        return torch.randperm(total, generator=gen)[:count]
+
+    def draw(self, count: int, key: DrawKey) -> tuple[Tensor, Tensor]:
+        """`count` distinct training samples chosen at random for `key`."""
+        return self.data.training_samples(self.indices(count, key))

@@ -7,10 +7,13 @@ trainer, optimizer, callbacks, pattern, pruner and run kind are instantiated fro
 
 from __future__ import annotations
 
+import os
+import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-import pytorch_lightning as pl
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -40,6 +43,28 @@ def resolve_device(accelerator: str, devices: Any) -> torch.device:
     return torch.device("cuda", int(index))
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators, as Lightning's `seed_everything` does
+    (also its environment variables, which DDP workers read), without importing Lightning."""
+    os.environ["PL_GLOBAL_SEED"] = str(seed)
+    os.environ["PL_SEED_WORKERS"] = "0"
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # all devices
+
+
+def deferred(cfg: DictConfig) -> Callable[..., Any]:
+    """A `_partial_` config (the trainer, the logger) instantiated when first called, so its
+    module (Lightning, W&B) is imported only by the jobs that use it; keyword arguments are
+    passed on."""
+
+    def build(**kwargs: Any) -> Any:
+        made = instantiate(cfg)
+        return made(**kwargs) if callable(made) and OmegaConf.select(cfg, "_partial_") else made
+
+    return build
+
+
 def report_keys(cfg: DictConfig) -> ReportKeys:
     """The experiment preset's name and the values of the keys it sweeps as an ablation."""
     report = cfg.get("report") or {}
@@ -55,6 +80,7 @@ def read_model(cfg: DictConfig) -> ModelSpec:
     if cfg.get("pretrained") and cfg.get("checkpoint"):
         raise UserError("model.pretrained=true and model.checkpoint are both set; choose one weight source")
     prune = cfg.get("prune") or {}
+    count = cfg.get("bn_recalibration_samples")
     return ModelSpec(
         name=str(cfg.name),
         net=instantiate(cfg.net),
@@ -63,6 +89,7 @@ def read_model(cfg: DictConfig) -> ModelSpec:
         pretrained=bool(cfg.get("pretrained", False)),
         trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
         bn_recalibration=bool(cfg.get("bn_recalibration", False)),
+        bn_recalibration_samples=(None if count is None else check_int("model.bn_recalibration_samples", count, 1)),
         include=list(prune.get("include") or ["*"]),
         exclude=list(prune.get("exclude") or []),
     )
@@ -124,7 +151,7 @@ def read_job(cfg: DictConfig) -> JobConfig:
     values fail before data or weights are read."""
     sparsity = check_fraction("sparsity", cfg.sparsity)
     seed = check_int("seed", cfg.seed, 0)
-    pl.seed_everything(seed, verbose=False)  # before any object with random state is built
+    seed_everything(seed)  # before any object with random state is built
     pruner: Pruner = instantiate(cfg.pruner)
     kind: RunKind = instantiate(cfg.schedule)
     pattern: PatternFactory = instantiate(cfg.pattern)
@@ -147,8 +174,8 @@ def read_job(cfg: DictConfig) -> JobConfig:
         pruner=pruner,
         pattern=pattern,
         kind=kind,
-        trainer=instantiate(cfg.trainer),
-        logger=instantiate(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else None,
+        trainer=deferred(cfg.trainer),
+        logger=deferred(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else None,
         report=report_keys(cfg),
         deploy=instantiate(cfg.deploy) if cfg.get("deploy") else DeployOptions(latency=False),
         config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),

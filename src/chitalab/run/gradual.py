@@ -11,10 +11,10 @@ from ..errors import ArgumentError, UserError, check_choice, check_fraction, che
 from ..pruning.schedules import SPARSITY_SCHEDULES, pruning_epochs, sparsity_levels
 from ..training import Classifier, CosineRestarts, GradualPruning, LastCheckpoint, evaluate_model
 from ..training.module import OptimizerFactory
+from ..training.safe_stop import StopAtSafePoint
 from .job import Job, RunOutcome
 from .results import Evaluation
 from .resume import check_resume
-from .signals import StopAtSafePoint
 
 log = logging.getLogger(__name__)
 

@@ -5,24 +5,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import Callback
 
 from ..data import PruningDataModule
 from ..errors import ArgumentError, UserError
 from ..models import ModelSpec, load_model, loss_function
 from ..params import PrunedParams, keep_count, select_pruned
-from ..pruning import Evaluate, PruneContext, Pruner, SampleStream
+from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 from ..training import recalibrate_batchnorm
 from .results import Evaluation, ReportKeys
 
+if TYPE_CHECKING:  # Lightning is imported only by the runs that build a Trainer (gradual)
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import Callback
+
 log = logging.getLogger(__name__)
+
+BATCHNORM_DRAW = DrawKey("batchnorm")
+"""The stream key of the BatchNorm re-estimation subset."""
 
 PatternFactory = Callable[..., SparsityConstraint]
 """shapes= -> constraint: the `_partial_` pattern, bound to the pruned tensors' shapes by the job."""
@@ -79,7 +86,7 @@ class JobConfig:
     pattern: PatternFactory
     kind: RunKind
     trainer: Callable[..., pl.Trainer]
-    logger: Any
+    logger: Callable[[], Any] | None  # builds the experiment logger (imports it) on first use
     report: ReportKeys
     deploy: DeployOptions
     config: dict[str, Any]  # the resolved config, for the experiment logger
@@ -94,6 +101,29 @@ class Job:
     pruned: PrunedParams
     constraint: SparsityConstraint
     samples: SampleStream
+    _logger_future: Future | None = field(default=None, init=False, repr=False)
+
+    def start_logger(self) -> None:
+        """Build the experiment logger and start its run in a background thread (W&B's start-up
+        takes seconds; it then overlaps the job's work). `logger` waits for it."""
+        if self.config.logger is not None and self._logger_future is None:
+            pool = ThreadPoolExecutor(1, thread_name_prefix="logger")
+            self._logger_future = pool.submit(started_logger, self.config.logger)
+            pool.shutdown(wait=False)  # the thread ends with its one task
+
+    @cached_property
+    def logger(self) -> Any:
+        """The experiment logger (None: none), built on first use (or by `start_logger`) and
+        then shared by the Trainer and the final summary."""
+        if self._logger_future is not None:
+            return self._logger_future.result()
+        return self.config.logger() if self.config.logger is not None else None
+
+    def built_logger(self) -> Any:
+        """The experiment logger if it has been built (or is being started), else None."""
+        if self._logger_future is not None or "logger" in self.__dict__:
+            return self.logger
+        return None
 
     @property
     def loss_fn(self) -> Callable[..., torch.Tensor]:
@@ -103,19 +133,30 @@ class Job:
         """The configured Lightning Trainer with the job's logger, folder, progress and `kwargs`."""
         c = self.config
         return c.trainer(
-            logger=c.logger if c.logger is not None else False,
+            logger=self.logger if self.logger is not None else False,
             callbacks=list(callbacks),
             enable_progress_bar=c.progress,
             default_root_dir=str(c.out_dir),
             **kwargs,
         )
 
-    def recalibrate_batchnorm(self) -> None:
-        """Re-estimate BatchNorm statistics on the training set when the model asks for it."""
-        if self.config.model.bn_recalibration:
-            recalibrate_batchnorm(
-                self.net.to(self.config.device), self.config.datamodule.train_dataloader(), self.config.progress
-            )
+    def recalibrate_batchnorm(self, channels_last: bool = False) -> int | None:
+        """Re-estimate BatchNorm statistics when the model asks for it: on
+        `model.bn_recalibration_samples` training samples drawn from the "batchnorm" stream
+        (batched and augmented as the training batches), or one pass over all training batches
+        when that is None. Returns the number of samples used (None: no re-estimation)."""
+        spec, data = self.config.model, self.config.datamodule
+        if not spec.bn_recalibration:
+            return None
+        net = self.net.to(self.config.device)
+        if spec.bn_recalibration_samples is None:
+            recalibrate_batchnorm(net, data.train_dataloader(), self.config.progress, channels_last)
+            return data.num_train
+        count = min(spec.bn_recalibration_samples, data.num_train)
+        index = self.samples.indices(count, BATCHNORM_DRAW)
+        recalibrate_batchnorm(net, data.training_batches(index), self.config.progress, channels_last)
+        log.info("BatchNorm statistics from %d of %d training samples", count, data.num_train)
+        return count
 
     def context(self, evaluate: Evaluate | None = None) -> PruneContext:
         """The pruner's view of the job (one-shot: step 0)."""
@@ -128,6 +169,13 @@ class Job:
             progress=self.config.progress,
             evaluate=evaluate,
         )
+
+
+def started_logger(factory: Callable[[], Any]) -> Any:
+    """The logger `factory` builds, with its run started (`experiment`: W&B's init)."""
+    logger = factory()
+    getattr(logger, "experiment", None)
+    return logger
 
 
 def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_name: str, dataset_name: str) -> None:
@@ -145,6 +193,7 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
 def build_job(config: JobConfig) -> Job:
     """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
+    log.info("setting up %s and %s", config.dataset, config.model.name)
     datamodule.setup("fit")
     needed = config.pruner.samples_needed()
     if needed > datamodule.num_train:

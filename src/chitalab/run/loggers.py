@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from pytorch_lightning.loggers import Logger, WandbLogger
+from typing import TYPE_CHECKING, Any
 
 from ..outputs import flatten_metrics
+
+if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger
 
 
 def log_run(
@@ -24,6 +25,8 @@ def log_run(
     is smaller), then close the run."""
     if logger is None:
         return
+    from pytorch_lightning.loggers import WandbLogger  # a logger exists: Lightning is loaded already
+
     logger.log_hyperparams(config)
     for step, record in enumerate(series):
         logger.log_metrics(flatten_metrics(record, "stage/"), step=step)
@@ -41,6 +44,8 @@ def mark_failed(logger: Logger | None) -> None:
     """Close the run of a failed job as failed (a W&B run started by then gets exit code 1)."""
     if logger is None:
         return
+    from pytorch_lightning.loggers import WandbLogger
+
     try:
         logger.finalize("failed")
         if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:

@@ -13,7 +13,7 @@ from ..errors import UserError
 from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
 from ..params import check_finite_state
 from .job import Job, JobConfig, RunOutcome, build_job
-from .loggers import log_run
+from .loggers import log_run, mark_failed
 from .results import Results, Seconds, Sparsity
 
 log = logging.getLogger(__name__)
@@ -67,16 +67,21 @@ def check_finite_results(job: Job, outcome: RunOutcome) -> None:
 
 def run(config: JobConfig, start: float) -> Results:
     """Run the job `config` describes (read at `start`, a perf_counter time); returns the
-    results also written to results.json."""
+    results also written to results.json. A failure closes a started logger run as failed."""
     job = build_job(config)
-    outcome = job.config.kind.execute(job)
-    check_finite_results(job, outcome)
-    deploy = deploy_block(job) if outcome.writes_outputs else None
-    results = collect_results(job, outcome, time.perf_counter() - start, deploy)
-    if outcome.writes_outputs:
-        save_outputs(job.config.out_dir, job.net.state_dict(), results.to_json())
-        summary = results.to_dict()
-        metrics = flatten_metrics({k: summary[k] for k in ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")})
-        log_run(job.config.logger, job.config.config, metrics, outcome.unlogged_series, job.config.out_dir)
-        log.info("wrote %s", job.config.out_dir)
+    try:
+        outcome = job.config.kind.execute(job)
+        check_finite_results(job, outcome)
+        deploy = deploy_block(job) if outcome.writes_outputs else None
+        results = collect_results(job, outcome, time.perf_counter() - start, deploy)
+        if outcome.writes_outputs:
+            save_outputs(job.config.out_dir, job.net.state_dict(), results.to_json())
+            summary = results.to_dict()
+            keys = ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")
+            metrics = flatten_metrics({k: summary[k] for k in keys})
+            log_run(job.logger, job.config.config, metrics, outcome.unlogged_series, job.config.out_dir)
+            log.info("wrote %s", job.config.out_dir)
+    except BaseException:
+        mark_failed(job.built_logger())
+        raise
     return results

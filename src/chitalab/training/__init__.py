@@ -1,11 +1,34 @@
 """Training-time pieces: the LightningModule, the gradual-pruning callback, the learning-rate
-schedule and BatchNorm re-estimation."""
+schedule, BatchNorm re-estimation and fast evaluation.
 
-from .batchnorm import recalibrate_batchnorm
-from .checkpoint import LAST_CHECKPOINT, LastCheckpoint
-from .gradual import GradualPruning, PrunableModule
-from .lr import CosineRestarts, cosine_with_restarts
-from .module import Classifier, evaluate_model, test_metrics
+Names are imported on first use (PEP 562), so a one-shot job that only re-estimates BatchNorm
+statistics and evaluates never imports Lightning or torchmetrics."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .batchnorm import recalibrate_batchnorm
+    from .checkpoint import LAST_CHECKPOINT, LastCheckpoint
+    from .gradual import GradualPruning, PrunableModule
+    from .inference import evaluate_model, test_metrics
+    from .lr import CosineRestarts, cosine_with_restarts
+    from .module import Classifier
+
+_WHERE = {
+    "LAST_CHECKPOINT": "checkpoint",
+    "LastCheckpoint": "checkpoint",
+    "Classifier": "module",
+    "CosineRestarts": "lr",
+    "GradualPruning": "gradual",
+    "PrunableModule": "gradual",
+    "cosine_with_restarts": "lr",
+    "evaluate_model": "inference",
+    "recalibrate_batchnorm": "batchnorm",
+    "test_metrics": "inference",
+}
 
 __all__ = [
     "LAST_CHECKPOINT",
@@ -19,3 +42,9 @@ __all__ = [
     "recalibrate_batchnorm",
     "test_metrics",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)

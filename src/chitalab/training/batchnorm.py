@@ -12,12 +12,18 @@ from tqdm.auto import tqdm
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], progress: bool = True) -> int:
+@torch.inference_mode()
+def recalibrate_batchnorm(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    progress: bool = True,
+    channels_last: bool = False,
+) -> int:
     """Replace the running mean and variance of every BatchNorm layer by their average over
     one pass of `batches` in train mode (momentum None: a cumulative, not exponential,
     average). Weights are untouched; the model's mode and momenta are restored. Returns the
-    number of BatchNorm layers (0: nothing to do, no pass is made).
+    number of BatchNorm layers (0: nothing to do, no pass is made). `channels_last` feeds 4-d
+    batches in that memory format (the model should be converted too; same statistics).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
@@ -31,10 +37,11 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[tuple[Tensor, Tens
     model.train()
     try:
         for x, _ in tqdm(batches, desc="BatchNorm statistics", unit="batch", disable=not progress, leave=False):
-            model(x.to(device))
+            x = x.to(device)
+            model(x.contiguous(memory_format=torch.channels_last) if channels_last and x.dim() == 4 else x)
     finally:
         for m, momentum in zip(norms, momenta):
             m.momentum = momentum
         model.train(was_training)
-    log.info("re-estimated the statistics of %d BatchNorm layers on the training set", len(norms))
+    log.info("re-estimated the statistics of %d BatchNorm layers on training batches", len(norms))
     return len(norms)

@@ -12,15 +12,13 @@ from torch.utils.data import DataLoader
 from torchmetrics.classification import MulticlassAccuracy
 
 from ..models import loss_function
+from .inference import evaluate_model, test_metrics
 from .lr import CosineRestarts
+
+__all__ = ["Classifier", "OptimizerFactory", "evaluate_model", "test_metrics"]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 """params -> optimizer: a `_partial_` optimizer from the config (SGD by default)."""
-
-
-def test_metrics(acc: float, loss: float) -> dict[str, float]:
-    """The one naming of an evaluation everywhere (results, trajectories, loggers)."""
-    return {"test_acc": acc, "test_loss": loss}
 
 
 class Classifier(pl.LightningModule):
@@ -82,24 +80,3 @@ class Classifier(pl.LightningModule):
         self.stage = stage
         metrics = trainer.test(self, dataloaders=dataloader, verbose=False)[0]
         return test_metrics(100.0 * float(metrics[f"{stage}/test_acc"]), float(metrics[f"{stage}/test_loss"]))
-
-
-@torch.no_grad()
-def evaluate_model(net: nn.Module, dataloader: DataLoader, num_classes: int) -> dict[str, float]:
-    """`test_metrics` of `net` in eval mode, outside any Trainer loop (the gradual-pruning
-    callback measures mid-training with it). Restores the mode."""
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    loss_fn = loss_function(net)
-    # Local by design (rank 0 only under DDP): no cross-process sync, which would deadlock.
-    accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro", sync_on_compute=False).to(device)
-    total_loss, count = 0.0, 0
-    for x, y in dataloader:
-        x, y = x.to(device), y.to(device)
-        out = net(x)
-        accuracy.update(out, y)
-        total_loss += float(loss_fn(out, y, reduction="sum"))
-        count += y.numel()
-    net.train(was_training)
-    return test_metrics(100.0 * float(accuracy.compute()), total_loss / max(count, 1))

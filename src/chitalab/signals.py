@@ -4,7 +4,9 @@ non-zero exit code (128 + the signal number: 143 for SIGTERM, 130 for SIGINT), s
 
 Outside training a signal stops the job at once. During a gradual run's training it is
 deferred to the next safe point: the end of the current batch, or the end of the current
-pruning step (whose checkpoint is then written). A second signal stops at once.
+pruning step (whose checkpoint is then written; see `chitalab.training.safe_stop`). A second
+signal stops at once. This module imports nothing heavy: the CLI installs it before the config
+is read.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import Any
-
-import pytorch_lightning as pl
 
 HANDLED = (signal.SIGTERM, signal.SIGINT)
 
@@ -67,28 +67,3 @@ def graceful_stop() -> Iterator[StopRequest]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-class StopAtSafePoint(pl.Callback):
-    """Defers signals while training and stops at the next batch end or after a pruning step
-    (placed after the pruning callback, so its checkpoint is written first); `resume_hint`
-    says what to run next."""
-
-    def __init__(self, resume_hint: str = ""):
-        self.resume_hint = resume_hint
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        STOP.deferred = True
-        STOP.raise_if_requested(self.resume_hint)
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        STOP.raise_if_requested(self.resume_hint)
-
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
-        STOP.raise_if_requested(self.resume_hint)
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        STOP.deferred = False
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        STOP.deferred = False
