@@ -64,6 +64,7 @@ class Sizes:
     swap_p: tuple[int, ...] = (10**4, 10**5, 10**6)
     swap_n: int = 100
     swap_swaps: int = 50
+    job_quick: bool = False  # the job section on tiny_mlp instead of MLPNet and ResNet20
 
 
 FULL = Sizes()
@@ -92,6 +93,7 @@ QUICK = Sizes(
     swap_p=(1000, 4000),
     swap_n=20,
     swap_swaps=5,
+    job_quick=True,
 )
 
 
@@ -336,7 +338,7 @@ def _swap(sizes: Sizes, device, log) -> tuple[dict, str]:
 
 
 def _job(sizes: Sizes, device, log) -> tuple[dict, str]:
-    result = bench_jobs(sizes is QUICK, device, log)
+    result = bench_jobs(sizes.job_quick, device, log)
     text = ""
     for name, job in result.items():
         text += format_table(
