@@ -17,8 +17,15 @@ from chitalab.models import MLPNet
 from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
 from tests.support import REPO, SYNTHETIC, needs_mnist, run_cli, start_cli
 
-# pruning at epochs 0 and 2 (sparsity 0.5, then 0.9), training to epoch 5
-GRADUAL = (*SYNTHETIC, "schedule=gradual_fast", "schedule.epochs=5", "schedule.nprune_epochs=2")
+# pruning at epochs 0 and 2 (sparsity 0.5, then 0.9), training to epoch 8 in batches of 16 (125
+# per epoch: long enough that a signal sent after a checkpoint lands before the run ends)
+GRADUAL = (
+    *SYNTHETIC,
+    "schedule=gradual_fast",
+    "schedule.epochs=8",
+    "schedule.nprune_epochs=2",
+    "schedule.batch_size=16",
+)
 TIMEOUT = 120
 
 

@@ -118,7 +118,9 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
 def test_a_failed_job_marks_its_wandb_run_failed(monkeypatch):
     finished = []
 
-    class FakeWandb(loggers.WandbLogger):
+    from pytorch_lightning.loggers import WandbLogger
+
+    class FakeWandb(WandbLogger):
         def __init__(self):
             self._experiment = self
 
