@@ -84,6 +84,22 @@ class BlockSolveResult(SolveResult):
     num_blocks: int = 0
     num_groups: int = 0
 
+    @classmethod
+    def exact(
+        cls, w: Tensor, objective: float, objective_magnitude: float, num_blocks: int, num_groups: int
+    ) -> BlockSolveResult:
+        """The result of a one-pass block method (every block solved exactly, once)."""
+        return cls(
+            w=w,
+            objective=objective,
+            iterations=1,
+            history=[objective],
+            converged=True,
+            objective_magnitude=objective_magnitude,
+            num_blocks=num_blocks,
+            num_groups=num_groups,
+        )
+
     def stats(self) -> dict:
         return {
             **super().stats(),
@@ -156,13 +172,4 @@ def block_backsolve(
         del G  # free this group's columns before the next group's are computed
         objective += f
         objective_magnitude += f_magnitude
-    return BlockSolveResult(
-        w=w,
-        objective=objective,
-        iterations=1,
-        history=[objective],
-        converged=True,
-        objective_magnitude=objective_magnitude,
-        num_blocks=len(blocks),
-        num_groups=len(groups),
-    )
+    return BlockSolveResult.exact(w, objective, objective_magnitude, len(blocks), len(groups))

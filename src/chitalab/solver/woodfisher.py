@@ -166,13 +166,4 @@ def woodfisher(
             del G
             objective += f
             objective_magnitude += f_magnitude
-    return BlockSolveResult(
-        w=w,
-        objective=objective,
-        iterations=1,
-        history=[objective],
-        converged=True,
-        objective_magnitude=objective_magnitude,
-        num_blocks=len(blocks),
-        num_groups=len(groups),
-    )
+    return BlockSolveResult.exact(w, objective, objective_magnitude, len(blocks), len(groups))
