@@ -66,13 +66,6 @@ class PrunedParams:
         """Measured sparsity: the fraction of exact zeros among the pruned weights."""
         return self.count_zeros() / self.numel
 
-    def check_finite(self) -> None:
-        """Refuse weights with NaN or inf, naming the first bad tensor."""
-        for name, p in zip(self.names, self.params):
-            bad = int((~torch.isfinite(p)).sum())
-            if bad:
-                raise UserError(f"weight {name} has {bad} non-finite values (NaN or inf); check the checkpoint")
-
 
 def check_finite_state(model: nn.Module, when: str, advice: str) -> None:
     """Refuse a model with a NaN or inf in any parameter or buffer (pruned or not), naming the

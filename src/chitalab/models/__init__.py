@@ -55,8 +55,10 @@ def load_model(spec: ModelSpec) -> nn.Module:
         load_checkpoint(spec.net, spec.checkpoint, spec.checkpoint_url, spec.trust_checkpoint)
         log.info("loaded weights from %s", spec.checkpoint)
         check_finite_state(spec.net, f"in the checkpoint {spec.checkpoint}", "check the checkpoint")
-    elif not spec.pretrained:
-        log.warning("model.checkpoint is not set: pruning randomly initialised weights")
+    else:
+        if not spec.pretrained:
+            log.warning("model.checkpoint is not set: pruning randomly initialised weights")
+        check_finite_state(spec.net, "in the model's weights", "check model.pretrained and the model config")
     return spec.net
 
 

@@ -204,7 +204,6 @@ def build_job(config: JobConfig) -> Job:
     net = load_model(config.model)
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
-    pruned.check_finite()
     try:
         constraint = config.pattern(shapes=pruned.shapes)
     except ArgumentError as err:
