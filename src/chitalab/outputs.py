@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import resource
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -40,6 +41,16 @@ def save_outputs(out_dir: Path, state_dict: dict, results_json: str) -> None:
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
     _atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
     _atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(results_json))
+
+
+def dotted_keys(value: Any, prefix: str = "") -> dict[str, Any]:
+    """The leaves of nested dicts as {"a.b": leaf} (a non-dict `value` is one leaf at `prefix`)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, item in value.items():
+        flat.update(dotted_keys(item, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
 
 
 def flatten_metrics(results: dict, prefix: str = "") -> dict[str, float]:

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..outputs import RESULTS_FILE
+from ..outputs import RESULTS_FILE, dotted_keys
 from ..run.results import Results
 
 log = logging.getLogger(__name__)
@@ -59,14 +59,9 @@ def method_rank(label: str) -> tuple:
     return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), label)
 
 
-def _flatten(settings: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in settings.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
-    return flat
+def _plain(value: object) -> object:
+    """A setting as the report compares and prints it: JSON scalars as they are, others as text."""
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
 def distinguish_variants(runs: list[Run]) -> list[Run]:
@@ -128,7 +123,7 @@ def _record(path: Path, results: Results) -> Run:
         objective=results.solver.get("objective"),
         n_samples=fisher.get("n_samples"),
         ablation=dict(results.report.ablation),
-        settings={k: v for k, v in _flatten(results.pruner).items() if k != "name"},
+        settings={k: _plain(v) for k, v in dotted_keys(results.pruner).items() if k != "name"},
         deploy=read_deploy(results, path.parent),
     )
 

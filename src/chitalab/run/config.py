@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..data import PruningDataModule
 from ..errors import UserError, check_fraction, check_int
 from ..models import ModelSpec
+from ..outputs import dotted_keys
 from ..pruning import Pruner
 from .job import DeployOptions, JobConfig, PatternFactory, RunKind
 from .results import ReportKeys
@@ -100,21 +101,11 @@ RESUME_KEYS = ("sparsity", "seed", "schedule", "pruner", "pattern", "model", "da
 RESUME_IGNORED = ("schedule.callbacks", "model.trust_checkpoint", "model.checkpoint_url")
 
 
-def flatten(value: Any, prefix: str) -> dict[str, Any]:
-    """Nested dicts as {"a.b": leaf}."""
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
-
-
 def resume_identity(cfg: DictConfig) -> dict[str, Any]:
     """The `RESUME_KEYS` settings, flattened to dotted keys, with `${paths...}` interpolations
     left unresolved (so moving the data or checkpoint folder is not a change)."""
     container = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
-    flat = flatten({key: container.get(key) for key in RESUME_KEYS}, "")
+    flat = dotted_keys({key: container.get(key) for key in RESUME_KEYS})
     return {k: v for k, v in flat.items() if not any(k == i or k.startswith(i + ".") for i in RESUME_IGNORED)}
 
 
