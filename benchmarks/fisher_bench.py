@@ -1,6 +1,6 @@
-"""Fisher collection: torch.func's vectorised per-sample gradients against a per-sample
-backward loop, same model, same inputs, same run, interleaved in rounds so that other jobs on
-shared cores slow both alike."""
+"""Fisher collection: the hook-based and torch.func (vmap) per-sample gradients against a
+per-sample backward loop and plain mini-batch gradients (the floor), same model, same inputs,
+same run, interleaved in rounds so that other jobs on shared cores slow all alike."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from .measure import peak_memory, timed
 from .workloads import Workload, load_workload
 
 ROUNDS = 4
+FISHER_METHODS = ("vmap", "hooks")
 REFERENCE_ROWS = 32  # gradients recomputed in float64 to judge the float32 ones
 
 
@@ -31,8 +32,10 @@ def naive_gradients(work: Workload, x: Tensor, y: Tensor) -> Tensor:
     return torch.stack(rows)
 
 
-def vectorised_gradients(work: Workload, x: Tensor, y: Tensor, chunk_size: int) -> Tensor:
-    return collect_gradients(work.model, work.pruned, work.loss_fn, x, y, chunk_size=chunk_size, progress=False)
+def fisher_gradients(work: Workload, x: Tensor, y: Tensor, chunk_size: int, method: str) -> Tensor:
+    return collect_gradients(
+        work.model, work.pruned, work.loss_fn, x, y, chunk_size=chunk_size, progress=False, method=method
+    )
 
 
 def batch_gradient(work: Workload, x: Tensor, y: Tensor, chunk_size: int) -> None:
@@ -46,19 +49,21 @@ def batch_gradient(work: Workload, x: Tensor, y: Tensor, chunk_size: int) -> Non
 
 
 def bench_model(name: str, n: int, chunk_size: int, device: torch.device, log: Callable[[str], None]) -> dict:
-    """Samples per second of the three methods on `name` with n samples, and whether the two
-    Fisher methods agree."""
+    """Samples per second of the methods on `name` with n samples, each one's time against the
+    batched floor, and whether the Fisher methods agree with the naive loop."""
     work = load_workload(name, n, device)
     methods = {
         "naive": lambda x, y: naive_gradients(work, x, y),
-        "vectorised": lambda x, y: vectorised_gradients(work, x, y, chunk_size),
+        "vmap": lambda x, y: fisher_gradients(work, x, y, chunk_size, "vmap"),
+        "hooks": lambda x, y: fisher_gradients(work, x, y, chunk_size, "hooks"),
         "batched_reference": lambda x, y: batch_gradient(work, x, y, chunk_size),
     }
-    vectorised_gradients(work, work.x[:2], work.y[:2], chunk_size)  # warm-up (first-call setup)
+    for method in FISHER_METHODS:  # warm-up (first-call setup)
+        methods[method](work.x[:2], work.y[:2])
     seconds = dict.fromkeys(methods, 0.0)
     peaks = dict.fromkeys(methods, 0.0)
     absolute = dict.fromkeys(methods, 0.0)
-    parts: dict[str, list[Tensor]] = {"naive": [], "vectorised": []}
+    parts: dict[str, list[Tensor]] = {"naive": [], **{m: [] for m in FISHER_METHODS}}
     bounds = [round(i * n / ROUNDS) for i in range(ROUNDS + 1)]
     for r, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
         for method, fn in methods.items():
@@ -70,10 +75,11 @@ def bench_model(name: str, n: int, chunk_size: int, device: torch.device, log: C
             if method in parts:
                 parts[method].append(out)
         log(f"  fisher {name}: round {r + 1}/{ROUNDS} done")
-    naive, vectorised = torch.cat(parts["naive"]), torch.cat(parts["vectorised"])
-    errors = float64_errors(work, {"naive": naive, "vectorised": vectorised})
+    G = {method: torch.cat(chunks) for method, chunks in parts.items()}
+    errors = float64_errors(work, G)
+    naive = G["naive"]
     scale = float(naive.abs().max())
-    max_rel = float((vectorised - naive).abs().max()) / scale if scale > 0 else 0.0
+    max_rel = {m: float((G[m] - naive).abs().max()) / scale if scale > 0 else 0.0 for m in FISHER_METHODS}
     rows = []
     for method in methods:
         rows.append(
@@ -85,6 +91,7 @@ def bench_model(name: str, n: int, chunk_size: int, device: torch.device, log: C
                 "seconds": seconds[method],
                 "samples_per_s": n / seconds[method],
                 "speedup_vs_naive": seconds["naive"] / seconds[method],
+                "x_batched": seconds[method] / seconds["batched_reference"],
                 "added_peak_gib": peaks[method],
                 "peak_gib": absolute[method],
             }
@@ -93,7 +100,7 @@ def bench_model(name: str, n: int, chunk_size: int, device: torch.device, log: C
         "rows": rows,
         "source": work.source,
         "chunk_size": chunk_size,
-        "same_G": bool(torch.allclose(vectorised, naive, rtol=1e-2, atol=1e-2 * scale)),
+        "same_G": {m: bool(torch.allclose(G[m], naive, rtol=1e-2, atol=1e-2 * scale)) for m in FISHER_METHODS},
         "max_abs_diff_over_max_abs": max_rel,
         "error_vs_float64": errors,
     }

@@ -145,14 +145,25 @@ def _fisher(sizes: Sizes, device, log) -> tuple[dict, str]:
         f"Fisher collection, n = {sizes.fisher_n}, chunks of {sizes.fisher_chunk} (interleaved rounds; "
         "batched_reference = plain mini-batch gradients, a lower bound, not a Fisher)",
         rows,
-        ["model", "method", "n", "p", "seconds", "samples_per_s", "speedup_vs_naive", "added_peak_gib", "peak_gib"],
+        [
+            "model",
+            "method",
+            "n",
+            "p",
+            "seconds",
+            "samples_per_s",
+            "speedup_vs_naive",
+            "x_batched",
+            "added_peak_gib",
+            "peak_gib",
+        ],
     )
     for r in results:
         errors = ", ".join(f"{m} {e:.1e}" for m, e in r["error_vs_float64"].items())
+        agree = ", ".join(f"{m} {same} ({r['max_abs_diff_over_max_abs'][m]:.1e})" for m, same in r["same_G"].items())
         text += (
-            f"\n  {r['rows'][0]['model']}: {r['source']}; vectorised G allclose to naive G (1% of max |G|): "
-            f"{r['same_G']} (max |difference| / max |G| = {r['max_abs_diff_over_max_abs']:.1e}); "
-            f"max error / max |G| against float64 gradients: {errors}"
+            f"\n  {r['rows'][0]['model']}: {r['source']}; G allclose to naive G (1% of max |G|; "
+            f"max |difference| / max |G|): {agree}; max error / max |G| against float64 gradients: {errors}"
         )
     return {"models": results}, text
 

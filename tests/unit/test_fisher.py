@@ -1,4 +1,4 @@
-"""Fisher collection: vectorised gradients against a naive loop, mini-batch means, column
+"""Fisher collection: both methods (hooks, vmap) against a naive loop, mini-batch means, column
 ranges, activation memory, refusals (the memory planner is tested in test_memory.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from torch import nn
 from chitalab.errors import UserError
 from chitalab.fisher import activation_bytes, check_finite_gradients, collect_gradients
 from chitalab.models import MLPNet, loss_function
-from chitalab.params import select_pruned
+from chitalab.params import PrunedParams, select_pruned
 
 
 class TinyConvNet(nn.Module):
@@ -49,15 +49,77 @@ def naive_gradients(model, pruned, loss_fn, x, y, mini_bsz):
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 @pytest.mark.parametrize("mini_bsz", [1, 3])
-def test_vectorised_equals_naive_loop(kind, mini_bsz):
+@pytest.mark.parametrize("method", ["hooks", "vmap"])
+def test_both_methods_equal_the_naive_loop(kind, mini_bsz, method):
     model = make_model(kind)
     pruned = select_pruned(model)
     loss_fn = loss_function(model)
     x, y = torch.randn(20, 1, 8, 8), torch.randint(0, 4, (20,))
-    G = collect_gradients(model, pruned, loss_fn, x, y, mini_bsz=mini_bsz, chunk_size=4, progress=False)
+    G = collect_gradients(model, pruned, loss_fn, x, y, mini_bsz=mini_bsz, chunk_size=4, progress=False, method=method)
     expected = naive_gradients(model, pruned, loss_fn, x, y, mini_bsz)
     assert G.shape == (20 // mini_bsz, pruned.numel)
     torch.testing.assert_close(G, expected, rtol=1e-4, atol=1e-6)
+
+
+class AwkwardNet(nn.Module):
+    """What the hook rules must get right: strided, dilated, padded and grouped convolutions,
+    an in-place ReLU right after a layer, a layer called twice, a linear layer on tokens."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3, stride=2, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(4, 4, 3, dilation=2, padding=2, groups=2)
+        self.shared = nn.Conv2d(4, 4, 1, bias=False)
+        self.relu = nn.ReLU(inplace=True)
+        self.tokens = nn.Linear(4, 6)
+        self.head = nn.Linear(6 * 16, 3)
+
+    def forward(self, x):
+        h = self.relu(self.conv1(x))
+        h = self.shared(self.relu(self.shared(self.conv2(h))))
+        t = self.relu(self.tokens(h.flatten(2).transpose(1, 2)))  # (batch, 16 tokens, 6)
+        return self.head(t.flatten(1))
+
+
+@pytest.mark.parametrize("mini_bsz", [1, 2])
+def test_hook_rules_on_awkward_layers_equal_the_naive_loop(mini_bsz):
+    torch.manual_seed(1)
+    model = AwkwardNet().eval()
+    pruned = select_pruned(model)
+    x, y = torch.randn(12, 2, 8, 8), torch.randint(0, 3, (12,))
+    G = collect_gradients(
+        model, pruned, F.cross_entropy, x, y, mini_bsz=mini_bsz, chunk_size=4, progress=False, method="hooks"
+    )
+    torch.testing.assert_close(G, naive_gradients(model, pruned, F.cross_entropy, x, y, mini_bsz), rtol=1e-4, atol=1e-6)
+
+
+class OverwritesItsInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = x * 1
+        out = self.fc(h)
+        h.mul_(2)  # changes what fc saw, after fc read it
+        return out + h[:, :2]
+
+
+def test_an_input_changed_in_place_after_the_layer_is_refused_by_the_hooks():
+    model = OverwritesItsInput().eval()
+    x, y = torch.randn(4, 4), torch.randint(0, 2, (4,))
+    with pytest.raises(RuntimeError, match="changed in place.*method=vmap"):
+        collect_gradients(model, select_pruned(model), F.cross_entropy, x, y, progress=False, method="hooks")
+
+
+def test_tensors_without_a_hook_rule_fall_back_to_vmap():
+    model = make_model("conv")
+    pruned = PrunedParams(["conv.bias", "fc.weight"], [model.conv.bias, model.fc.weight])
+    x, y = torch.randn(6, 1, 8, 8), torch.randint(0, 4, (6,))
+    G = collect_gradients(model, pruned, F.cross_entropy, x, y, progress=False)
+    torch.testing.assert_close(G, naive_gradients(model, pruned, F.cross_entropy, x, y, 1), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="no rule"):
+        collect_gradients(model, pruned, F.cross_entropy, x, y, progress=False, method="hooks")
 
 
 def test_mini_batch_rows_are_means_of_per_sample_rows():

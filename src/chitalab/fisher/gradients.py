@@ -1,7 +1,9 @@
 """Per-sample gradients of the pruned weights, stacked as the rows of G (the empirical Fisher).
 
-Gradients come from torch.func: `vmap(grad(loss))` over mini-batches, with the model
-called through `functional_call`, so one vectorised pass replaces n backward passes.
+Two methods give the same G: `hooks` (layer inputs and output gradients of one batched pass,
+`fisher.hooks`: Linear and Conv2d weights) and `vmap` (torch.func's `vmap(grad(loss))` over
+mini-batches through `functional_call`: any differentiable model, slower). `auto` takes hooks
+when every differentiated tensor has a rule.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..params import PrunedParams
+from .hooks import LayerGradients, owners
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+METHODS = ("auto", "hooks", "vmap")
 
 
 def activation_bytes(model: nn.Module, loss_fn: LossFn, x: Tensor, y: Tensor) -> int:
@@ -49,13 +53,15 @@ def collect_gradients(
     dtype: torch.dtype = torch.float32,
     progress: bool = True,
     columns: tuple[int, int] | None = None,
+    method: str = "auto",
 ) -> Tensor:
     """G (n x p, column-major) with n = len(x) // mini_bsz: row i is the gradient of the mean loss over
     samples [i·m, (i+1)·m), flattened in the order of `pruned`. With `columns` = (start, stop),
     only those columns of G are returned, and only the tensors they overlap are differentiated.
 
     The model must be in eval mode (BatchNorm running statistics, no dropout); it is not
-    modified. `chunk_size` rows are computed per vectorised call, bounding activation memory.
+    modified. `chunk_size` rows are computed per batched call, bounding activation memory.
+    `method`: see the module docstring; `hooks` on a tensor without a rule is an error.
     """
     if model.training:
         raise ValueError("collect_gradients needs the model in eval mode")
@@ -66,25 +72,48 @@ def collect_gradients(
     y = y[: n * mini_bsz].reshape(n, mini_bsz)
     start_col, stop_col = columns or (0, pruned.numel)
     segments = pruned.segments(start_col, stop_col)
-    weights = {pruned.names[i]: pruned.params[i].detach() for i, _, _ in segments}
-    frozen = {name: p.detach() for name, p in model.named_parameters() if name not in weights}
-    frozen.update(dict(model.named_buffers()))
-
-    def batch_loss(w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
-        return loss_fn(functional_call(model, (w, frozen), (xb,)), yb)
-
-    per_batch_grad = vmap(grad(batch_loss), in_dims=(None, 0, 0))
+    chunk_grads = chunk_gradients(model, [pruned.names[i] for i, _, _ in segments], loss_fn, method)
     device = pruned.params[0].device
     # Column-major (G stored as Gᵀ): the solvers' products over a support then read only its columns.
     G = torch.empty(stop_col - start_col, n, dtype=dtype, device=device).T
     starts = range(0, n, chunk_size)
     for start in tqdm(starts, desc="Fisher gradients", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk_size, n)
-        grads = per_batch_grad(weights, x[start:stop].to(device), y[start:stop].to(device))
-        for i, source, target in segments:
-            G[start:stop, target] = grads[pruned.names[i]].reshape(stop - start, -1)[:, source]
+        grads = chunk_grads(x[start:stop].to(device), y[start:stop].to(device))
+        for (_, source, target), rows in zip(segments, grads):
+            G[start:stop, target] = rows.reshape(stop - start, -1)[:, source]
         del grads  # freed before the next chunk is computed
     return G
+
+
+ChunkGradients = Callable[[Tensor, Tensor], list[Tensor]]
+"""(x, y) of shape (rows, m, ...) and (rows, m) -> per-row gradients of each tensor, (rows, *shape)."""
+
+
+def chunk_gradients(model: nn.Module, names: list[str], loss_fn: LossFn, method: str = "auto") -> ChunkGradients:
+    """How a chunk of rows is differentiated with respect to the parameters `names`."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    modules = owners(model, names) if method != "vmap" else None
+    if modules is not None:
+        return LayerGradients(model, modules, loss_fn)
+    if method == "hooks":
+        raise ValueError("gradients.method=hooks has no rule for some pruned tensors (Linear and Conv2d weights only)")
+    params = dict(model.named_parameters())
+    weights = {name: params[name].detach() for name in names}
+    frozen = {name: p.detach() for name, p in params.items() if name not in weights}
+    frozen.update(dict(model.named_buffers()))
+
+    def batch_loss(w: dict[str, Tensor], xb: Tensor, yb: Tensor) -> Tensor:
+        return loss_fn(functional_call(model, (w, frozen), (xb,)), yb)
+
+    per_batch_grad = vmap(grad(batch_loss), in_dims=(None, 0, 0))
+
+    def differentiate(x: Tensor, y: Tensor) -> list[Tensor]:
+        grads = per_batch_grad(weights, x, y)
+        return [grads[name] for name in names]
+
+    return differentiate
 
 
 def check_finite_gradients(G: Tensor) -> None:

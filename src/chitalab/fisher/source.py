@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..errors import check_choice, check_int, check_number
 from ..params import PrunedParams
-from .gradients import activation_bytes, check_finite_gradients, collect_gradients
+from .gradients import METHODS, activation_bytes, check_finite_gradients, collect_gradients
 from .memory import FisherPlan, memory_budget, plan_fisher
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class FisherGradients:
             dtype=self.source.torch_dtype,
             progress=self.progress,
             columns=(start, stop),
+            method=self.source.method,
         )
         check_finite_gradients(G)
         self.seconds += time.perf_counter() - tic
@@ -76,7 +77,8 @@ class FisherGradients:
 class GradientSource:
     """Per-sample gradients of the loss (the empirical Fisher's rows): `n_samples` rows, each the
     mean over `mini_bsz` samples, stored in `dtype`, computed `chunk_size` rows per vectorised
-    call, within `max_memory_gb` (null: half of the free memory)."""
+    call, within `max_memory_gb` (null: half of the free memory), by `method` (auto | hooks |
+    vmap, see `fisher.gradients`)."""
 
     def __init__(
         self,
@@ -85,12 +87,14 @@ class GradientSource:
         dtype: str = "float32",
         chunk_size: int = 64,
         max_memory_gb: float | None = None,
+        method: str = "auto",
     ):
         self.n_samples = check_int("n_samples", n_samples, 1)
         self.mini_bsz = check_int("mini_bsz", mini_bsz, 1)
         self.dtype = check_choice("dtype", dtype, tuple(DTYPES))
         self.chunk_size = check_int("chunk_size", chunk_size, 1)
         self.max_memory_gb = None if max_memory_gb is None else check_number("max_memory_gb", max_memory_gb, 0, False)
+        self.method = check_choice("method", method, METHODS)
 
     @property
     def samples_needed(self) -> int:

@@ -1,0 +1,190 @@
+"""Per-sample weight gradients from layer inputs and output gradients, in one batched pass.
+
+For a linear or convolutional layer, the gradient of one sample's loss with respect to the
+weight is a product of what the layer saw (its input, unfolded into patches for a convolution)
+and the gradient at its output. One ordinary forward pass records the inputs, one backward pass
+to the layer outputs gives the output gradients (no weight gradient is formed), and one batched
+product per layer turns both into every row of G at once. Averaging over a mini-batch of m samples is
+folded in: the m samples of a row share its summation index (linear), or form the batch of a
+convolution whose groups are the rows (convolution). This costs about the same as one batched
+gradient, where `torch.func`'s vmap pays extra for generality; layers without a rule here fall
+back to that path (`gradients.collect_gradients`).
+
+The loss function must be the mean of per-sample losses over the batch (cross-entropy, NLL),
+and the model in eval mode, so that the samples of a batch do not interact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+LossFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def has_rule(module: nn.Module, attribute: str) -> bool:
+    """Whether the per-sample gradient of `module.<attribute>` has a rule here: the weight of
+    a Linear layer, or of a Conv2d with zero padding given as numbers."""
+    if attribute != "weight":
+        return False
+    if isinstance(module, nn.Linear):
+        return True
+    return isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+
+
+def owners(model: nn.Module, names: Sequence[str]) -> list[nn.Module] | None:
+    """The module owning each parameter `names[i]`, or None when one of them has no rule."""
+    modules = []
+    for name in names:
+        module_name, _, attribute = name.rpartition(".")
+        module = model.get_submodule(module_name)
+        if not has_rule(module, attribute):
+            return None
+        modules.append(module)
+    return modules
+
+
+def row_gradients(module: nn.Module, inputs: Tensor, output_grads: Tensor, rows: int) -> Tensor:
+    """(rows, *weight.shape): per-row weight gradients of `module`, the batch being `rows`
+    consecutive groups of equally many samples (the mini-batches averaged into one row)."""
+    if isinstance(module, nn.Linear):
+        a = inputs.reshape(rows, -1, module.in_features)
+        g = output_grads.reshape(rows, -1, module.out_features)
+        return torch.einsum("rto,rti->roi", g, a)
+    assert isinstance(module, nn.Conv2d)
+    # The grouped-convolution trick: the rows become groups of one convolution (rows·groups
+    # groups, the row's samples its batch), whose weight gradient is then every row's own.
+    out_channels, in_per_group, kh, kw = module.weight.shape
+    per_row = inputs.shape[0] // rows
+
+    def rows_as_channels(t: Tensor) -> Tensor:
+        t = t.reshape(rows, per_row, *t.shape[1:]).transpose(0, 1)
+        return t.reshape(per_row, rows * t.shape[2], *t.shape[3:])
+
+    shape = (rows * out_channels, in_per_group, kh, kw)
+    _, weight_grad, _ = torch.ops.aten.convolution_backward(
+        rows_as_channels(output_grads),
+        rows_as_channels(inputs),
+        module.weight.new_empty(shape),  # only its shape is read for the weight gradient
+        None,
+        list(module.stride),
+        list(module.padding),  # type: ignore[arg-type]
+        list(module.dilation),
+        False,
+        [0, 0],
+        rows * module.groups,
+        [False, True, False],
+    )
+    return weight_grad.reshape(rows, out_channels, in_per_group, kh, kw)
+
+
+@dataclass
+class Call:
+    """One call of a layer during the forward pass: its input and output, with their version
+    counters (an in-place change to either is then detected)."""
+
+    inputs: Tensor
+    input_version: int
+    output: Tensor
+    output_version: int
+
+    def input_changed(self) -> bool:
+        return self.inputs._version != self.input_version
+
+    def output_changed(self) -> bool:
+        return self.output._version != self.output_version
+
+
+@contextmanager
+def recording(modules: Sequence[nn.Module], copy_outputs: bool) -> Iterator[list[list[Call]]]:
+    """Record every call of each module during a forward pass. With `copy_outputs`, the model
+    goes on with a copy of each output, so that an in-place operation after the layer
+    (ReLU(inplace=True)) leaves the recorded output, whose gradient is asked for, intact."""
+    calls: list[list[Call]] = [[] for _ in modules]
+
+    def hook_for(i: int):
+        def hook(module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
+            calls[i].append(Call(args[0].detach(), args[0]._version, output, output._version))
+            return output.clone() if copy_outputs else None
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(i)) for i, m in enumerate(modules)]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def weights_requiring_grad(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """The modules' weights require grad for the duration (so their outputs are in the graph)."""
+    before = [m.weight.requires_grad for m in modules]
+    for m in modules:
+        m.weight.requires_grad_(True)
+    try:
+        yield
+    finally:
+        for m, flag in zip(modules, before):
+            m.weight.requires_grad_(flag)
+
+
+class LayerGradients:
+    """Per-row weight gradients of `modules` (Linear/Conv2d layers of `model`, see `owners`),
+    called with x of shape (rows, m, ...) and y of shape (rows, m): a list of (rows, *shape)
+    tensors, one per module, each row the gradient of the mean loss over its m samples.
+
+    Outputs are recorded in place (no copy) until a forward pass changes one in place; from
+    then on they are copied (`copy_outputs`)."""
+
+    def __init__(self, model: nn.Module, modules: Sequence[nn.Module], loss_fn: LossFn):
+        self.model, self.modules, self.loss_fn = model, list(modules), loss_fn
+        self.unique = list(dict.fromkeys(self.modules))
+        self.copy_outputs = False
+
+    def __call__(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        rows = x.shape[0]
+        batch_x, batch_y = x.reshape(-1, *x.shape[2:]), y.reshape(-1)
+        grads = self.gradients(batch_x, batch_y, rows)
+        if grads is None:
+            self.copy_outputs = True
+            grads = self.gradients(batch_x, batch_y, rows)
+            assert grads is not None
+        return [grads[m] for m in self.modules]
+
+    def gradients(self, x: Tensor, y: Tensor, rows: int) -> dict[nn.Module, Tensor] | None:
+        """None when an output was changed in place (and outputs were not copied)."""
+        with (
+            torch.enable_grad(),
+            weights_requiring_grad(self.unique),
+            recording(self.unique, self.copy_outputs) as calls,
+        ):
+            # The sum over rows of each row's mean loss: loss_fn averages over the whole batch.
+            total = self.loss_fn(self.model(x), y) * rows
+            if any(call.output_changed() for per_module in calls for call in per_module):
+                return None
+            outputs = [call.output for per_module in calls for call in per_module]
+            output_grads = iter(torch.autograd.grad(total, outputs, allow_unused=True))
+        grads: dict[nn.Module, Tensor] = {}
+        with torch.no_grad():
+            for module, per_module in zip(self.unique, calls):
+                for call in per_module:  # a module called more than once adds up its calls
+                    if call.input_changed():
+                        raise RuntimeError(
+                            f"the input of {type(module).__name__} was changed in place after the layer read it; "
+                            "use gradients.method=vmap for this model"
+                        )
+                    g = next(output_grads)
+                    if g is None:
+                        continue
+                    row_grads = row_gradients(module, call.inputs, g, rows)
+                    grads[module] = grads[module] + row_grads if module in grads else row_grads
+        for module in self.unique:  # a layer the loss does not depend on
+            if module not in grads:
+                grads[module] = torch.zeros(rows, *module.weight.shape, dtype=module.weight.dtype, device=x.device)
+        return grads
