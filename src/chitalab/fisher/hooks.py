@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
+Layer = nn.Linear | nn.Conv2d
 
 
 def has_rule(module: nn.Module, attribute: str) -> bool:
@@ -36,19 +37,19 @@ def has_rule(module: nn.Module, attribute: str) -> bool:
     return isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str)
 
 
-def owners(model: nn.Module, names: Sequence[str]) -> list[nn.Module] | None:
+def owners(model: nn.Module, names: Sequence[str]) -> list[Layer] | None:
     """The module owning each parameter `names[i]`, or None when one of them has no rule."""
     modules = []
     for name in names:
         module_name, _, attribute = name.rpartition(".")
         module = model.get_submodule(module_name)
-        if not has_rule(module, attribute):
+        if not isinstance(module, Layer) or not has_rule(module, attribute):
             return None
         modules.append(module)
     return modules
 
 
-def row_gradients(module: nn.Module, inputs: Tensor, output_grads: Tensor, rows: int) -> Tensor:
+def row_gradients(module: Layer, inputs: Tensor, output_grads: Tensor, rows: int) -> Tensor:
     """(rows, *weight.shape): per-row weight gradients of `module`, the batch being `rows`
     consecutive groups of equally many samples (the mini-batches averaged into one row)."""
     if isinstance(module, nn.Linear):
@@ -72,7 +73,7 @@ def row_gradients(module: nn.Module, inputs: Tensor, output_grads: Tensor, rows:
         module.weight.new_empty(shape),  # only its shape is read for the weight gradient
         None,
         list(module.stride),
-        list(module.padding),  # type: ignore[arg-type]
+        list(module.padding),
         list(module.dilation),
         False,
         [0, 0],
@@ -100,7 +101,7 @@ class Call:
 
 
 @contextmanager
-def recording(modules: Sequence[nn.Module], copy_outputs: bool) -> Iterator[list[list[Call]]]:
+def recording(modules: Sequence[Layer], copy_outputs: bool) -> Iterator[list[list[Call]]]:
     """Record every call of each module during a forward pass. With `copy_outputs`, the model
     goes on with a copy of each output, so that an in-place operation after the layer
     (ReLU(inplace=True)) leaves the recorded output, whose gradient is asked for, intact."""
@@ -122,7 +123,7 @@ def recording(modules: Sequence[nn.Module], copy_outputs: bool) -> Iterator[list
 
 
 @contextmanager
-def weights_requiring_grad(modules: Sequence[nn.Module]) -> Iterator[None]:
+def weights_requiring_grad(modules: Sequence[Layer]) -> Iterator[None]:
     """The modules' weights require grad for the duration (so their outputs are in the graph)."""
     before = [m.weight.requires_grad for m in modules]
     for m in modules:
@@ -142,7 +143,7 @@ class LayerGradients:
     Outputs are recorded in place (no copy) until a forward pass changes one in place; from
     then on they are copied (`copy_outputs`)."""
 
-    def __init__(self, model: nn.Module, modules: Sequence[nn.Module], loss_fn: LossFn):
+    def __init__(self, model: nn.Module, modules: Sequence[Layer], loss_fn: LossFn):
         self.model, self.modules, self.loss_fn = model, list(modules), loss_fn
         self.unique = list(dict.fromkeys(self.modules))
         self.copy_outputs = False
@@ -157,7 +158,7 @@ class LayerGradients:
             assert grads is not None
         return [grads[m] for m in self.modules]
 
-    def gradients(self, x: Tensor, y: Tensor, rows: int) -> dict[nn.Module, Tensor] | None:
+    def gradients(self, x: Tensor, y: Tensor, rows: int) -> dict[Layer, Tensor] | None:
         """None when an output was changed in place (and outputs were not copied)."""
         with (
             torch.enable_grad(),
@@ -170,7 +171,7 @@ class LayerGradients:
                 return None
             outputs = [call.output for per_module in calls for call in per_module]
             output_grads = iter(torch.autograd.grad(total, outputs, allow_unused=True))
-        grads: dict[nn.Module, Tensor] = {}
+        grads: dict[Layer, Tensor] = {}
         with torch.no_grad():
             for module, per_module in zip(self.unique, calls):
                 for call in per_module:  # a module called more than once adds up its calls
