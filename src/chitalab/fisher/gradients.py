@@ -8,7 +8,7 @@ when every differentiated tensor has a rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -63,6 +63,31 @@ def collect_gradients(
     modified. `chunk_size` rows are computed per batched call, bounding activation memory.
     `method`: see the module docstring; `hooks` on a tensor without a rule is an error.
     """
+    n = x.shape[0] // mini_bsz
+    start_col, stop_col = columns or (0, pruned.numel)
+    # Column-major (G stored as Gᵀ): the solvers' products over a support then read only its columns.
+    G = torch.empty(stop_col - start_col, n, dtype=dtype, device=pruned.params[0].device).T
+    for _ in gradient_chunks(model, pruned, loss_fn, x, y, mini_bsz, chunk_size, dtype, progress, columns, method, G):
+        pass
+    return G
+
+
+def gradient_chunks(
+    model: nn.Module,
+    pruned: PrunedParams,
+    loss_fn: LossFn,
+    x: Tensor,
+    y: Tensor,
+    mini_bsz: int = 1,
+    chunk_size: int = 64,
+    dtype: torch.dtype = torch.float32,
+    progress: bool = True,
+    columns: tuple[int, int] | None = None,
+    method: str = "auto",
+    out: Tensor | None = None,
+) -> Iterator[tuple[int, Tensor]]:
+    """The rows of `collect_gradients`' G, `chunk_size` at a time: (first row, rows x columns),
+    written into the rows of `out` (G) when given, else into a new tensor per chunk."""
     if model.training:
         raise ValueError("collect_gradients needs the model in eval mode")
     n = x.shape[0] // mini_bsz
@@ -74,16 +99,19 @@ def collect_gradients(
     segments = pruned.segments(start_col, stop_col)
     chunk_grads = chunk_gradients(model, [pruned.names[i] for i, _, _ in segments], loss_fn, method)
     device = pruned.params[0].device
-    # Column-major (G stored as Gᵀ): the solvers' products over a support then read only its columns.
-    G = torch.empty(stop_col - start_col, n, dtype=dtype, device=device).T
     starts = range(0, n, chunk_size)
     for start in tqdm(starts, desc="Fisher gradients", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk_size, n)
         grads = chunk_grads(x[start:stop].to(device), y[start:stop].to(device))
-        for (_, source, target), rows in zip(segments, grads):
-            G[start:stop, target] = rows.reshape(stop - start, -1)[:, source]
+        rows = (
+            out[start:stop]
+            if out is not None
+            else torch.empty(stop - start, stop_col - start_col, dtype=dtype, device=device)
+        )
+        for (_, source, target), g in zip(segments, grads):
+            rows[:, target] = g.reshape(stop - start, -1)[:, source]
         del grads  # freed before the next chunk is computed
-    return G
+        yield start, rows
 
 
 ChunkGradients = Callable[[Tensor, Tensor], list[Tensor]]

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import check_choice, check_int, check_number
 from ..params import PrunedParams
-from .gradients import METHODS, activation_bytes, check_finite_gradients, collect_gradients
+from .gradients import METHODS, activation_bytes, check_finite_gradients, collect_gradients, gradient_chunks
 from .memory import FisherPlan, memory_budget, plan_fisher
+from .store import FisherStore, StoredGradients, gradient_key
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,9 @@ LossFn = Callable[..., Tensor]
 
 class FisherGradients:
     """G for one draw of samples, as `GradientSource.prepare` planned it: `whole()` when the
-    plan has one group, or `columns(start, stop)` per group. `seconds` adds up the planning
-    and every collection."""
+    plan has one group, or `columns(start, stop)` per group. With a Fisher store, G is read
+    from it, or computed in one pass over all columns and written to it first (`store_status`:
+    hit, miss or off). `seconds` adds up the planning, every collection and every read."""
 
     def __init__(
         self,
@@ -43,27 +45,34 @@ class FisherGradients:
         plan: FisherPlan,
         progress: bool,
         seconds: float,
+        store: FisherStore | None = None,
     ):
         self.source, self.model, self.pruned, self.loss_fn = source, model, pruned, loss_fn
         self.x, self.y, self.plan, self.progress, self.seconds = x, y, plan, progress, seconds
+        self.store = store
+        self.store_status = "off" if store is None else "unread"
+        self._stored: StoredGradients | None = None
 
     def columns(self, start: int, stop: int) -> Tensor:
         """Columns [start, stop) of G (n x (stop − start), column-major); refused when not finite."""
         tic = time.perf_counter()
-        G = collect_gradients(
-            self.model,
-            self.pruned,
-            self.loss_fn,
-            self.x,
-            self.y,
-            mini_bsz=self.source.mini_bsz,
-            chunk_size=self.plan.chunk_size,
-            dtype=self.source.torch_dtype,
-            progress=self.progress,
-            columns=(start, stop),
-            method=self.source.method,
-        )
-        check_finite_gradients(G)
+        if self.store is not None:
+            G = self.stored().read(start, stop)
+        else:
+            G = collect_gradients(
+                self.model,
+                self.pruned,
+                self.loss_fn,
+                self.x,
+                self.y,
+                mini_bsz=self.source.mini_bsz,
+                chunk_size=self.plan.chunk_size,
+                dtype=self.source.torch_dtype,
+                progress=self.progress,
+                columns=(start, stop),
+                method=self.source.method,
+            )
+            check_finite_gradients(G)
         self.seconds += time.perf_counter() - tic
         return G
 
@@ -73,12 +82,61 @@ class FisherGradients:
             raise ValueError(f"the plan splits G into {len(self.plan.groups)} groups; read them with columns()")
         return self.columns(0, self.pruned.numel)
 
+    def summary(self) -> dict:
+        """What results.json records about G: the memory plan and the store's hit or miss."""
+        return {"memory_plan": self.plan.summary(), "fisher_store": self.store_status}
+
+    def stored(self) -> StoredGradients:
+        """The store's entry for this G, computed and written on a miss (G's rows in chunks
+        small enough for the memory budget with every column at once: one gradient pass
+        whatever the number of groups)."""
+        assert self.store is not None
+        if self._stored is not None:
+            return self._stored
+        source, n, p = self.source, self.plan.n, self.pruned.numel
+        settings = {"mini_bsz": source.mini_bsz, "dtype": source.dtype, "method": source.method}
+        key = gradient_key(self.model, self.pruned, self.loss_fn, self.x, self.y, settings)
+        stored = self.store.open(key, n, p, source.torch_dtype)
+        if stored is not None:
+            self.store_status = "hit"
+            log.info("Fisher store: hit (%s)", self.store.path(key))
+        else:
+            self.store_status = "miss"
+            stored = self.store.write(key, n, p, source.torch_dtype, self._finite_chunks(self.one_pass_chunk_size()))
+            log.info("Fisher store: miss; G computed and written to %s", self.store.path(key))
+        self._stored = stored
+        return stored
+
+    def one_pass_chunk_size(self) -> int:
+        """Rows per chunk when every column is computed at once, within the plan's budget (the
+        in-flight bytes per row of all groups together: a bound, since activations count once)."""
+        plan = self.plan
+        per_row = sum(plan.in_flight) / plan.chunk_size
+        return max(1, min(plan.chunk_size, int((plan.budget - plan.workspace) // max(per_row, 1))))
+
+    def _finite_chunks(self, chunk_size: int) -> Iterator[Tensor]:
+        for _, rows in gradient_chunks(
+            self.model,
+            self.pruned,
+            self.loss_fn,
+            self.x,
+            self.y,
+            mini_bsz=self.source.mini_bsz,
+            chunk_size=chunk_size,
+            dtype=self.source.torch_dtype,
+            progress=self.progress,
+            method=self.source.method,
+        ):
+            check_finite_gradients(rows)
+            yield rows
+
 
 class GradientSource:
     """Per-sample gradients of the loss (the empirical Fisher's rows): `n_samples` rows, each the
     mean over `mini_bsz` samples, stored in `dtype`, computed `chunk_size` rows per vectorised
     call, within `max_memory_gb` (null: half of the free memory), by `method` (auto | hooks |
-    vmap, see `fisher.gradients`)."""
+    vmap, see `fisher.gradients`). With `store`, G is kept in the Fisher store under `store_dir`
+    (at most `store_max_gb`) and reused by every job that needs the same G."""
 
     def __init__(
         self,
@@ -88,6 +146,9 @@ class GradientSource:
         chunk_size: int = 64,
         max_memory_gb: float | None = None,
         method: str = "auto",
+        store: bool = False,
+        store_dir: str = ".cache/fisher",
+        store_max_gb: float = 20.0,
     ):
         self.n_samples = check_int("n_samples", n_samples, 1)
         self.mini_bsz = check_int("mini_bsz", mini_bsz, 1)
@@ -95,6 +156,8 @@ class GradientSource:
         self.chunk_size = check_int("chunk_size", chunk_size, 1)
         self.max_memory_gb = None if max_memory_gb is None else check_number("max_memory_gb", max_memory_gb, 0, False)
         self.method = check_choice("method", method, METHODS)
+        self.store, self.store_dir = bool(store), str(store_dir)
+        self.store_max_gb = check_number("store_max_gb", store_max_gb, 0, False)
 
     @property
     def samples_needed(self) -> int:
@@ -137,4 +200,6 @@ class GradientSource:
             hint=f"; {hint + ', ' if hint else ''}{MEMORY_KNOBS}, or raise gradients.max_memory_gb",
         )
         log.info(plan.describe())
-        return FisherGradients(self, model, pruned, loss_fn, x, y, plan, progress, time.perf_counter() - tic)
+        store = FisherStore(self.store_dir, self.store_max_gb) if self.store else None
+        seconds = time.perf_counter() - tic
+        return FisherGradients(self, model, pruned, loss_fn, x, y, plan, progress, seconds, store)

@@ -140,7 +140,7 @@ class ChitaPruner(Pruner):
             objective=objective,
             objective_magnitude=full.objective(ctx.constraint.project(full.w_bar, k)[0]),
             k=k,
-            memory_plan=fisher.plan.summary(),
+            **fisher.summary(),
         )
         log.info(
             "%s: objective %.6g (magnitude pruning: %.6g), %d iterations, %d dead columns left out, %.2fs",

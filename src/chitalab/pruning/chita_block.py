@@ -41,7 +41,7 @@ def prune_by_blocks(
     result = solve(fisher.columns, fisher.plan.groups)
     solver_seconds = time.perf_counter() - start - (fisher.seconds - setup_seconds)
     check_feasible(ctx, result.w, k, label)
-    stats = {**result.stats(), "k": k, "memory_plan": fisher.plan.summary()}
+    stats = {**result.stats(), "k": k, **fisher.summary()}
     log.info(
         "%s: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
         label,

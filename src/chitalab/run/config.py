@@ -170,6 +170,7 @@ def read_job(cfg: DictConfig) -> JobConfig:
         report=report_keys(cfg),
         deploy=instantiate(cfg.deploy) if cfg.get("deploy") else DeployOptions(latency=False),
         config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
+        dense_cache=Path(cfg.paths.cache_dir) / "dense" if cfg.get("cache", {}).get("dense", False) else None,
     )
 
 

@@ -92,11 +92,11 @@ class Gradual:
         trainer = job.trainer(callbacks, max_epochs=self.epochs, enable_checkpointing=lightning_checkpoints)
         job.recalibrate_batchnorm()
         module = Classifier(job.net, c.num_classes, self.optimizer, self.lr_scheduler, self.pruning_epochs)
-        dense = Evaluation(**module.evaluate(trainer, test_loader, "dense"))
+        dense = Evaluation.of(module.evaluate(trainer, test_loader, "dense"))
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
         module.train()
         trainer.fit(module, train_dataloaders=c.datamodule.train_dataloader(), ckpt_path=c.ckpt_path, weights_only=True)
-        after = Evaluation(**module.evaluate(trainer, test_loader, "pruned"))
+        after = Evaluation.of(module.evaluate(trainer, test_loader, "pruned"))
         log.info("after gradual pruning: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)
         return RunOutcome(
             dense=dense,

@@ -20,6 +20,7 @@ from ..params import PrunedParams, keep_count, select_pruned
 from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 from ..training import recalibrate_batchnorm
+from .dense_cache import DenseBaseline, DenseCache, baseline_key
 from .results import Evaluation, ReportKeys
 
 if TYPE_CHECKING:  # Lightning is imported only by the runs that build a Trainer (gradual)
@@ -90,6 +91,7 @@ class JobConfig:
     report: ReportKeys
     deploy: DeployOptions
     config: dict[str, Any]  # the resolved config, for the experiment logger
+    dense_cache: Path | None = None  # folder of the dense baseline cache (None: off)
 
 
 @dataclass
@@ -157,6 +159,37 @@ class Job:
         recalibrate_batchnorm(net, data.training_batches(index), self.config.progress, channels_last)
         log.info("BatchNorm statistics from %d of %d training samples", count, data.num_train)
         return count
+
+    def dense_baseline(self, evaluate: Evaluate, channels_last: bool = False) -> Evaluation:
+        """Re-estimate BatchNorm (`recalibrate_batchnorm`) and evaluate the dense model, or, on a
+        hit of the dense baseline cache, restore the re-estimated buffers and the metrics."""
+        c = self.config
+        cache = DenseCache(c.dense_cache) if c.dense_cache is not None else None
+        key = ""
+        if cache is not None:
+            settings = {
+                "dataset": c.config.get("dataset"),
+                "bn_recalibration": c.model.bn_recalibration,
+                "bn_recalibration_samples": c.model.bn_recalibration_samples,
+                "seed": c.seed,
+                "channels_last": channels_last,
+                "device": str(c.device),
+            }
+            key = baseline_key(self.net, settings)
+            hit = cache.load(key)
+            if hit is not None:
+                self.net.load_state_dict(hit.buffers, strict=False)
+                self.net.to(c.device).eval()
+                log.info("dense baseline cache: hit (%s)", cache.path(key))
+                return Evaluation(hit.test_acc, hit.test_loss, cached=True)
+        self.recalibrate_batchnorm(channels_last=channels_last)
+        self.net.to(c.device).eval()
+        dense = Evaluation.of(evaluate())
+        if cache is not None:
+            buffers = {name: b.detach().cpu().clone() for name, b in self.net.named_buffers()}
+            cache.save(key, DenseBaseline(buffers, dense.test_acc, dense.test_loss))
+            log.info("dense baseline cache: miss; written to %s", cache.path(key))
+        return dense
 
     def context(self, evaluate: Evaluate | None = None) -> PruneContext:
         """The pruner's view of the job (one-shot: step 0)."""

@@ -28,18 +28,16 @@ class OneShot:
     def execute(self, job: Job) -> RunOutcome:
         c = job.config
         job.start_logger()  # W&B starts while the job works
-        job.recalibrate_batchnorm(channels_last=self.channels_last)
-        job.net.to(c.device).eval()
         test_loader = c.datamodule.test_dataloader()
 
         def evaluate() -> dict[str, float]:
             return evaluate_model(job.net, test_loader, c.num_classes, channels_last=self.channels_last)
 
-        dense = Evaluation(**evaluate())
+        dense = job.dense_baseline(evaluate, channels_last=self.channels_last)
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
         outcome = c.pruner.prune(job.context(evaluate=evaluate), c.sparsity)
         job.pruned.assign(outcome.weights)
-        after = Evaluation(**evaluate())
+        after = Evaluation.of(evaluate())
         log.info("pruned model: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)
         return RunOutcome(
             dense=dense,

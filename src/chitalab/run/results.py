@@ -12,10 +12,16 @@ SCHEMA_VERSION = 2
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Test accuracy (percent) and mean test loss."""
+    """Test accuracy (percent) and mean test loss; `cached`: read from the dense baseline cache."""
 
     test_acc: float
     test_loss: float
+    cached: bool = False
+
+    @classmethod
+    def of(cls, metrics: dict[str, float]) -> Evaluation:
+        """From `test_metrics`' dict (test_acc, test_loss)."""
+        return cls(metrics["test_acc"], metrics["test_loss"])
 
 
 @dataclass(frozen=True)

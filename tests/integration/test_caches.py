@@ -1,0 +1,33 @@
+"""The caches across jobs: a second job with the same weights and samples reads G and the dense
+baseline instead of recomputing them, with results identical to the first; both can be off."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support import SYNTHETIC, run_cli
+
+
+def run(tmp_path, name: str, *overrides: str) -> dict:
+    out = tmp_path / name
+    result = run_cli(*SYNTHETIC, f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}", *overrides)
+    assert result.returncode == 0, result.stderr
+    return json.loads((out / "results.json").read_text())
+
+
+def test_a_second_job_reads_the_fisher_store_and_the_dense_baseline(tmp_path):
+    first = run(tmp_path, "first", "sparsity=0.8")
+    second = run(tmp_path, "second", "sparsity=0.8")
+    other_sparsity = run(tmp_path, "third", "sparsity=0.5")
+    assert (first["solver"]["fisher_store"], first["dense"]["cached"]) == ("miss", False)
+    assert (second["solver"]["fisher_store"], second["dense"]["cached"]) == ("hit", True)
+    assert (other_sparsity["solver"]["fisher_store"], other_sparsity["dense"]["cached"]) == ("hit", True)
+    for key in ("dense", "pruned"):
+        assert second[key]["test_acc"] == first[key]["test_acc"]
+        assert second[key]["test_loss"] == first[key]["test_loss"]
+    assert second["solver"]["objective"] == first["solver"]["objective"]
+    off = run(tmp_path, "off", "sparsity=0.8", "cache.fisher=false", "cache.dense=false")
+    assert (off["solver"]["fisher_store"], off["dense"]["cached"]) == ("off", False)
+    assert off["pruned"]["test_acc"] == first["pruned"]["test_acc"]
+    other_seed = run(tmp_path, "seed", "sparsity=0.8", "seed=1")
+    assert (other_seed["solver"]["fisher_store"], other_seed["dense"]["cached"]) == ("miss", False)
