@@ -52,7 +52,16 @@ def first(lines: list[tuple[float, str, str]], *needles: str) -> float:
 def job_phases(overrides: tuple[str, ...], logger: str) -> dict:
     """Run one cold job; its phases in seconds (from the log and results.json)."""
     with tempfile.TemporaryDirectory() as folder:
-        cmd = [sys.executable, "run.py", *overrides, "progress=false", f"logger={logger}", f"hydra.run.dir={folder}"]
+        cold = ("cache.fisher=false", "cache.dense=false")  # a cold job: no work reused from earlier jobs
+        cmd = [
+            sys.executable,
+            "run.py",
+            *overrides,
+            *cold,
+            "progress=false",
+            f"logger={logger}",
+            f"hydra.run.dir={folder}",
+        ]
         load = os.getloadavg()[0]
         started = time.time()
         done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1800)

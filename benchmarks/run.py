@@ -23,9 +23,10 @@ from .fisher_bench import bench_model
 from .job_bench import bench_jobs
 from .measure import machine, memory_kind
 from .solver_bench import bench_block_large, bench_floor, bench_resnet20, bench_scaling, bench_swap
+from .sweep_bench import bench_sweep
 from .tables import format_table
 
-SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy", "swap", "job")
+SECTIONS = ("fisher", "solvers", "floor", "scaling_p", "scaling_n", "block", "deploy", "swap", "job", "sweep")
 L2 = 1e-3
 
 
@@ -64,7 +65,7 @@ class Sizes:
     swap_p: tuple[int, ...] = (10**4, 10**5, 10**6)
     swap_n: int = 100
     swap_swaps: int = 50
-    job_quick: bool = False  # the job section on tiny_mlp instead of MLPNet and ResNet20
+    job_quick: bool = False  # the job and sweep sections on tiny_mlp instead of MLPNet and ResNet20
 
 
 FULL = Sizes()
@@ -362,6 +363,24 @@ def _job(sizes: Sizes, device, log) -> tuple[dict, str]:
     return result, text.rstrip()
 
 
+def _sweep(sizes: Sizes, device, log) -> tuple[dict, str]:
+    result = bench_sweep(sizes.job_quick, log)
+    rows = [{"caches": state, **job} for state in ("off", "on") for job in result[state]["jobs"]]
+    text = format_table(
+        f"Sweep {result['sweep']} over sparsity {', '.join(map(str, result['sparsities']))}, caches across jobs "
+        "off, then on (each multirun in a fresh process from an empty cache)",
+        rows,
+        ["caches", "sparsity", "pruned_acc", "objective", "fisher_store", "dense_cached", "seconds"],
+    )
+    text += (
+        f"\n  wall: off {result['off']['wall_seconds']:.1f} s (load {result['off']['load']:.1f}), "
+        f"on {result['on']['wall_seconds']:.1f} s (load {result['on']['load']:.1f}): ratio {result['ratio']:.2f}; "
+        f"hits: Fisher {result['fisher_hits']}, dense {result['dense_hits']}; "
+        f"identical results: {result['identical_results']}"
+    )
+    return result, text
+
+
 RUNNERS = {
     "fisher": _fisher,
     "solvers": _solvers,
@@ -372,6 +391,7 @@ RUNNERS = {
     "deploy": _deploy,
     "swap": _swap,
     "job": _job,
+    "sweep": _sweep,
 }
 
 

@@ -33,7 +33,7 @@ def test_bad_options_are_refused_in_one_line(tmp_path):
     done = run_benchmarks("--sections", "floor,warp", "--out", str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy, swap, job (comma-separated)"
+        "error: --sections got 'floor,warp'; allowed: fisher, solvers, floor, scaling_p, scaling_n, block, deploy, swap, job, sweep (comma-separated)"
     ]
     done = run_benchmarks("--device", "tpu", "--out", str(tmp_path))
     assert done.returncode == 2 and "--device got 'tpu'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -67,3 +67,12 @@ def test_quick_job_section_times_the_phases_of_a_cold_job(tmp_path):
         "writing",
     ]
     assert all(row["seconds"] >= 0 for row in job["rows"]) and job["wall_seconds"] > 0
+
+
+def test_quick_sweep_section_compares_the_caches_on_and_off(tmp_path):
+    done = run_benchmarks("--quick", "--sections", "sweep", "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    sweep = json.loads((tmp_path / "latest.json").read_text())["sections"]["sweep"]
+    assert sweep["fisher_hits"] == sweep["dense_hits"] == len(sweep["sparsities"]) - 1
+    assert sweep["identical_results"] is True
+    assert [j["fisher_store"] for j in sweep["off"]["jobs"]] == ["off"] * len(sweep["sparsities"])

@@ -4,6 +4,7 @@ ImageFolder and ImageNet-shaped synthetic data."""
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -59,6 +60,25 @@ def test_cifar10_reads_the_npz_by_default_and_normalises_per_channel(tmp_path, c
     expected = (pixels - torch.tensor(mean).reshape(3, 1, 1)) / torch.tensor(std).reshape(3, 1, 1)
     torch.testing.assert_close(x, expected)
     assert dm.num_train == 20 and len(dm.test_set) == 10
+
+
+def test_a_data_set_is_read_once_per_process_until_its_file_or_normalisation_changes(tmp_path, caplog):
+    write_npz(tmp_path / "cifar10.npz")
+    first = CIFAR10DataModule(str(tmp_path), str(tmp_path))
+    first.setup()
+    with caplog.at_level(logging.INFO):
+        again = CIFAR10DataModule(str(tmp_path), str(tmp_path))
+        again.setup()
+    assert "in memory already" in caplog.text
+    assert again.splits()[0].tensors[0] is first.splits()[0].tensors[0]
+    other = CIFAR10DataModule(str(tmp_path), str(tmp_path), normalization="checkpoint")
+    other.setup()
+    assert not torch.equal(other.splits()[0].tensors[0], first.splits()[0].tensors[0])
+    write_npz(tmp_path / "cifar10.npz", seed=1)
+    os.utime(tmp_path / "cifar10.npz", ns=(1, 1))
+    rewritten = CIFAR10DataModule(str(tmp_path), str(tmp_path), normalization="checkpoint")
+    rewritten.setup()
+    assert not torch.equal(rewritten.splits()[0].tensors[0], other.splits()[0].tensors[0])
 
 
 def test_mnist_reads_an_array_file_when_asked(tmp_path):

@@ -17,6 +17,8 @@ from .base import TensorDataModule
 log = logging.getLogger(__name__)
 SOURCES = ("auto", "torchvision", "npz")
 Splits = tuple[Tensor, Tensor, Tensor, Tensor]
+LOADED: dict[tuple, Splits] = {}
+"""The last data set loaded in this process, normalised: the jobs of a multirun share it."""
 
 
 class ImageArrayDataModule(TensorDataModule):
@@ -90,5 +92,16 @@ class ImageArrayDataModule(TensorDataModule):
         return (x - self.mean) / self.std
 
     def load(self) -> Splits:
+        """The normalised splits; read once per process for the jobs of a multirun (they are
+        never modified in place after this)."""
+        stamp = (self.npz_path.stat().st_mtime_ns, self.npz_path.stat().st_size) if self.npz_path.is_file() else None
+        normalisation = (tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist()))
+        key = (type(self), self.source, self.data_dir, self.npz_path, stamp, normalisation)
+        if key in LOADED:
+            log.info("%s: in memory already (read by an earlier job of this process)", self.title)
+            return LOADED[key]
         x_train, y_train, x_test, y_test = self.read_source()  # fresh tensors: normalised in place
-        return self.normalise(x_train, inplace=True), y_train, self.normalise(x_test, inplace=True), y_test
+        splits = self.normalise(x_train, inplace=True), y_train, self.normalise(x_test, inplace=True), y_test
+        LOADED.clear()  # one data set at a time: a sweep over data sets does not pile them up
+        LOADED[key] = splits
+        return splits
