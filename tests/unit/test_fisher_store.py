@@ -157,3 +157,23 @@ def test_a_job_killed_while_writing_leaves_no_entry_and_the_rerun_is_correct(tmp
     G = torch.randn(6, 5)
     torch.testing.assert_close(store.write("k", 6, 5, torch.float32, blocks_of(G, 4)).read(0, 5), G)
     assert list(tmp_path.iterdir()) == [store.path("k")]  # the dead writer's temporary file is gone
+
+
+def test_column_groups_come_from_one_gradient_pass_through_the_store(tmp_path, monkeypatch):
+    import chitalab.fisher.source as source_module
+
+    model, pruned, x, y = make_mlp()
+    passes = []
+    real = source_module.gradient_chunks
+    monkeypatch.setattr(source_module, "gradient_chunks", lambda *a, **k: passes.append(1) or real(*a, **k))
+    cuts = [512, 1024, 1184]  # three groups of whole tensors' rows of blocks
+    budget_gb = 40_000 / 2**30  # below G's 57 KB: the plan must split it
+    for store in (False, True):
+        source = GradientSource(n_samples=12, max_memory_gb=budget_gb, store=store, store_dir=str(tmp_path))
+        fisher = source.prepare(model, pruned, F.nll_loss, x, y, cuts=cuts, progress=False)
+        groups = fisher.plan.groups
+        assert len(groups) > 1
+        parts = [fisher.columns(a, b) for a, b in groups]
+        expected = collect_gradients(model, pruned, F.nll_loss, x, y, progress=False)
+        torch.testing.assert_close(torch.cat(parts, dim=1), expected, rtol=1e-5, atol=1e-7)
+    assert len(passes) == 1  # the store's single pass; without it, each group is computed on its own

@@ -108,11 +108,12 @@ class FisherGradients:
         return stored
 
     def one_pass_chunk_size(self) -> int:
-        """Rows per chunk when every column is computed at once, within the plan's budget (the
-        in-flight bytes per row of all groups together: a bound, since activations count once)."""
+        """Rows per chunk when every column is computed at once, within the plan's budget: the
+        in-flight bytes per row of all groups together (a bound: activations count once per
+        group) and two rows of G (a chunk's rows, and their transposed copy being written)."""
         plan = self.plan
-        per_row = sum(plan.in_flight) / plan.chunk_size
-        return max(1, min(plan.chunk_size, int((plan.budget - plan.workspace) // max(per_row, 1))))
+        per_row = sum(plan.in_flight) / plan.chunk_size + 2 * plan.p * self.source.torch_dtype.itemsize
+        return max(1, min(plan.chunk_size, int((plan.budget - plan.workspace) // per_row)))
 
     def _finite_chunks(self, chunk_size: int) -> Iterator[Tensor]:
         for _, rows in gradient_chunks(
