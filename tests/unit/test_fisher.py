@@ -3,6 +3,8 @@ ranges, activation memory, refusals (the memory planner is tested in test_memory
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -110,6 +112,39 @@ def test_an_input_changed_in_place_after_the_layer_is_refused_by_the_hooks():
     x, y = torch.randn(4, 4), torch.randint(0, 2, (4,))
     with pytest.raises(RuntimeError, match="changed in place.*method=vmap"):
         collect_gradients(model, select_pruned(model), F.cross_entropy, x, y, progress=False, method="hooks")
+
+
+class TiedWeights(nn.Module):
+    """A layer's weight used again outside its call: a forward hook sees only half of it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+
+    def forward(self, x):
+        return F.linear(self.fc(x), self.fc.weight)
+
+
+def test_where_the_layer_rules_do_not_hold_the_first_row_check_falls_back_to_vmap(caplog):
+    torch.manual_seed(0)
+    model = TiedWeights().eval()
+    pruned = select_pruned(model)
+    x, y = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    with caplog.at_level(logging.WARNING):
+        G = collect_gradients(model, pruned, F.cross_entropy, x, y, progress=False)
+    assert "disagree with autograd" in caplog.text
+    torch.testing.assert_close(G, naive_gradients(model, pruned, F.cross_entropy, x, y, 1), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="disagree with autograd.*method=vmap"):
+        collect_gradients(model, pruned, F.cross_entropy, x, y, progress=False, method="hooks")
+
+    def summed(out, target):  # not a batch mean: the rows' scale would be wrong
+        return F.nll_loss(out, target, reduction="sum")
+
+    mlp = make_model("mlp")
+    with pytest.raises(ValueError, match="disagree with autograd"):
+        collect_gradients(
+            mlp, select_pruned(mlp), summed, x.new_zeros(6, 64).normal_(), y, progress=False, method="hooks"
+        )
 
 
 def test_tensors_without_a_hook_rule_fall_back_to_vmap():

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..params import PrunedParams
-from .hooks import LayerGradients, owners
+from .hooks import ChunkGradients, LayerGradients, owners
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 METHODS = ("auto", "hooks", "vmap")
@@ -114,19 +114,22 @@ def gradient_chunks(
         yield start, rows
 
 
-ChunkGradients = Callable[[Tensor, Tensor], list[Tensor]]
-"""(x, y) of shape (rows, m, ...) and (rows, m) -> per-row gradients of each tensor, (rows, *shape)."""
-
-
 def chunk_gradients(model: nn.Module, names: list[str], loss_fn: LossFn, method: str = "auto") -> ChunkGradients:
     """How a chunk of rows is differentiated with respect to the parameters `names`."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     modules = owners(model, names) if method != "vmap" else None
     if modules is not None:
-        return LayerGradients(model, modules, loss_fn)
+        return LayerGradients(
+            model, modules, loss_fn, vmap_gradients(model, names, loss_fn) if method == "auto" else None
+        )
     if method == "hooks":
         raise ValueError("gradients.method=hooks has no rule for some pruned tensors (Linear and Conv2d weights only)")
+    return vmap_gradients(model, names, loss_fn)
+
+
+def vmap_gradients(model: nn.Module, names: list[str], loss_fn: LossFn) -> ChunkGradients:
+    """torch.func's per-row gradients: `vmap(grad(loss))` through `functional_call`."""
     params = dict(model.named_parameters())
     weights = {name: params[name].detach() for name in names}
     frozen = {name: p.detach() for name, p in params.items() if name not in weights}

@@ -11,11 +11,16 @@ gradient, where `torch.func`'s vmap pays extra for generality; layers without a 
 back to that path (`gradients.collect_gradients`).
 
 The loss function must be the mean of per-sample losses over the batch (cross-entropy, NLL),
-and the model in eval mode, so that the samples of a batch do not interact.
+and the model in eval mode, so that the samples of a batch do not interact. Only plain
+`nn.Linear` and `nn.Conv2d` modules have rules (a subclass may use its weight differently),
+and the first row of every collection is checked against ordinary autograd: a model where the
+rules do not hold (a weight also used outside its layer's call, a loss that is not a batch
+mean) is caught there and handed to the fallback.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,18 +28,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+log = logging.getLogger(__name__)
+
 LossFn = Callable[[Tensor, Tensor], Tensor]
+ChunkGradients = Callable[[Tensor, Tensor], list[Tensor]]
+"""(x, y) of shape (rows, m, ...) and (rows, m) -> per-row gradients of each tensor, (rows, *shape)."""
 Layer = nn.Linear | nn.Conv2d
 
 
 def has_rule(module: nn.Module, attribute: str) -> bool:
     """Whether the per-sample gradient of `module.<attribute>` has a rule here: the weight of
-    a Linear layer, or of a Conv2d with zero padding given as numbers."""
+    a plain Linear layer, or of a plain Conv2d with zero padding given as numbers."""
     if attribute != "weight":
         return False
-    if isinstance(module, nn.Linear):
+    if type(module) is nn.Linear:
         return True
-    return isinstance(module, nn.Conv2d) and module.padding_mode == "zeros" and not isinstance(module.padding, str)
+    return type(module) is nn.Conv2d and module.padding_mode == "zeros" and not isinstance(module.padding, str)
 
 
 def owners(model: nn.Module, names: Sequence[str]) -> list[Layer] | None:
@@ -141,14 +150,23 @@ class LayerGradients:
     tensors, one per module, each row the gradient of the mean loss over its m samples.
 
     Outputs are recorded in place (no copy) until a forward pass changes one in place; from
-    then on they are copied (`copy_outputs`)."""
+    then on they are copied (`copy_outputs`). The first call checks its first row against
+    autograd; if they differ, this and every later call go to `fallback` (None: an error)."""
 
-    def __init__(self, model: nn.Module, modules: Sequence[Layer], loss_fn: LossFn):
+    def __init__(
+        self, model: nn.Module, modules: Sequence[Layer], loss_fn: LossFn, fallback: ChunkGradients | None = None
+    ):
         self.model, self.modules, self.loss_fn = model, list(modules), loss_fn
         self.unique = list(dict.fromkeys(self.modules))
+        self.fallback = fallback
         self.copy_outputs = False
+        self.checked = False
+        self.use_fallback = False
 
     def __call__(self, x: Tensor, y: Tensor) -> list[Tensor]:
+        if self.use_fallback:
+            assert self.fallback is not None
+            return self.fallback(x, y)
         rows = x.shape[0]
         batch_x, batch_y = x.reshape(-1, *x.shape[2:]), y.reshape(-1)
         grads = self.gradients(batch_x, batch_y, rows)
@@ -156,7 +174,30 @@ class LayerGradients:
             self.copy_outputs = True
             grads = self.gradients(batch_x, batch_y, rows)
             assert grads is not None
+        if not self.checked:
+            self.checked = True
+            if not self.first_row_agrees(x[0], y[0], grads):
+                if self.fallback is None:
+                    raise ValueError(
+                        "gradients.method=hooks: the layer rules disagree with autograd on this model (a weight "
+                        "used outside its layer's call, or a loss that is not a batch mean); use gradients.method=vmap"
+                    )
+                log.warning("per-sample gradients: the layer rules disagree with autograd here; using torch.func")
+                self.use_fallback = True
+                return self.fallback(x, y)
         return [grads[m] for m in self.modules]
+
+    def first_row_agrees(self, x: Tensor, y: Tensor, grads: dict[Layer, Tensor]) -> bool:
+        """Whether the first row equals ordinary autograd's gradient of the mean loss of its samples."""
+        weights = [m.weight for m in self.unique]
+        with torch.enable_grad(), weights_requiring_grad(self.unique):
+            reference = torch.autograd.grad(self.loss_fn(self.model(x), y), weights, allow_unused=True)
+        for module, ref in zip(self.unique, reference):
+            ref = torch.zeros_like(module.weight) if ref is None else ref
+            scale = float(ref.abs().max()) or 1.0
+            if not torch.allclose(grads[module][0], ref, rtol=1e-3, atol=1e-4 * scale):
+                return False
+        return True
 
     def gradients(self, x: Tensor, y: Tensor, rows: int) -> dict[Layer, Tensor] | None:
         """None when an output was changed in place (and outputs were not copied)."""
