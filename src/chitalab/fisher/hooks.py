@@ -64,6 +64,11 @@ def row_gradients(module: Layer, inputs: Tensor, output_grads: Tensor, rows: int
     if isinstance(module, nn.Linear):
         a = inputs.reshape(rows, -1, module.in_features)
         g = output_grads.reshape(rows, -1, module.out_features)
+        if a.shape[1] == 1:
+            # One sample per row: outer products, laid out rows-last (a permuted view), so that
+            # copying them into the column-major G reads and writes contiguous runs of rows.
+            # (Contiguous factors: an elementwise product takes its output layout from them.)
+            return (g[:, 0].T.contiguous()[:, None, :] * a[:, 0].T.contiguous()[None, :, :]).permute(2, 0, 1)
         return torch.einsum("rto,rti->roi", g, a)
     assert isinstance(module, nn.Conv2d)
     # The grouped-convolution trick: the rows become groups of one convolution (rows·groups
