@@ -10,10 +10,10 @@ from omegaconf import DictConfig
 
 from chitalab.cli import FAILED_JOBS, check_composition, check_group_overrides, check_output_dir, fail, run_job
 
-CONF_DIR = Path(__file__).resolve().parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "src" / "chitalab" / "conf"
 
 
-@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="src/chitalab/conf", config_name="config")
 def main(cfg: DictConfig) -> None:
     run_job(cfg)
 

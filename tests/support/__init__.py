@@ -21,7 +21,7 @@ from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Spars
 from chitalab.solver import GLOBAL_TOP_K, Backsolve, Solver, SparsityConstraint
 
 REPO = Path(__file__).resolve().parents[2]
-CONF = REPO / "conf"
+CONF = REPO / "src" / "chitalab" / "conf"
 DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data"))
 CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints"))
 MLPNET_CHECKPOINT = CHECKPOINT_DIR / "mnist_25_epoch_93.97.ckpt"
