@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, require_extra
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 def create_timm_model(name: str, num_classes: int | None = None, pretrained: bool = False) -> nn.Module:
     """`timm.create_model(name)`; with `pretrained`, timm fetches the weights (or takes them from
     its local cache), and a failure names the alternatives instead of ending in a traceback."""
+    require_extra("timm", "timm", f"model {name}")
     import timm  # imported here: it adds a second to every start-up otherwise
 
     if not timm.is_model(name):

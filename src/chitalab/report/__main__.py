@@ -7,14 +7,12 @@ import logging
 from pathlib import Path
 
 from ..cli import fail
-from ..errors import UserError
-from .build import build_report
-from .readme import update_markdown
+from ..errors import UserError, require_extra
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m chitalab.report",
+        prog="chitalab-report",
         description="Read every results.json under FOLDER and write tables (markdown, CSV), PNG figures and a "
         "summary in the paper's layout.",
     )
@@ -31,6 +29,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
+        require_extra("matplotlib", "report", "chitalab-report")
+        from .build import build_report  # after the check: it imports matplotlib
+        from .readme import update_markdown
+
         report = build_report(args.folder, args.out)
         replaced = update_markdown(args.update, report) if args.update else []
     except UserError as err:

@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import PruningDataModule
-from ..errors import UserError, check_fraction, check_int
+from ..errors import UserError, check_fraction, check_int, require_extra
 from ..models import ModelSpec
 from ..outputs import dotted_keys
 from ..pruning import Pruner
@@ -137,6 +137,15 @@ def check_values(cfg: DictConfig) -> None:
     read_ckpt_path(cfg.get("ckpt_path"), kind)
 
 
+def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
+    """The experiment logger's factory (None: `logger=none`); W&B's package is an extra."""
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return None
+    if str(cfg.logger._target_).endswith("WandbLogger"):
+        require_extra("wandb", "wandb", "logger=wandb (or choose logger=csv or logger=none)")
+    return deferred(cfg.logger)
+
+
 def read_job(cfg: DictConfig) -> JobConfig:
     """Validate and instantiate the job's objects; cheap checks and the pruner come first, so bad
     values fail before data or weights are read."""
@@ -166,7 +175,7 @@ def read_job(cfg: DictConfig) -> JobConfig:
         pattern=pattern,
         kind=kind,
         trainer=deferred(cfg.trainer),
-        logger=deferred(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else None,
+        logger=read_logger(cfg),
         report=report_keys(cfg),
         deploy=instantiate(cfg.deploy) if cfg.get("deploy") else DeployOptions(latency=False),
         config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
