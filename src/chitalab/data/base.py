@@ -77,6 +77,10 @@ class PruningDataModule(ABC):
         self.num_workers = num_workers
         self.shuffle = shuffle
 
+    def prepare_data(self) -> None:  # noqa: B027 (a hook; the default does nothing)
+        """Download what is missing, once per machine (Lightning's convention: only local rank 0
+        calls it, before any rank's `setup`); the default has nothing to fetch."""
+
     def setup(self, stage: str | None = None) -> None:  # noqa: B027 (a hook; the default does nothing)
         """Read or index the data (idempotent); the data is otherwise read on first use."""
 

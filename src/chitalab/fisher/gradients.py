@@ -11,10 +11,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
-from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..params import PrunedParams
+from ..progress import progress as progress_bar
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -78,7 +78,7 @@ def collect_gradients(
     # Column-major (G stored as Gᵀ): the solvers' products over a support then read only its columns.
     G = torch.empty(stop_col - start_col, n, dtype=dtype, device=device).T
     starts = range(0, n, chunk_size)
-    for start in tqdm(starts, desc="Fisher gradients", unit="chunk", disable=not progress, leave=False):
+    for start in progress_bar(starts, "Fisher gradients", "chunk", progress):
         stop = min(start + chunk_size, n)
         grads = per_batch_grad(weights, x[start:stop].to(device), y[start:stop].to(device))
         for i, source, target in segments:

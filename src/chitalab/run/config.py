@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -45,13 +46,20 @@ def resolve_device(accelerator: str, devices: Any) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators, as Lightning's `seed_everything` does
-    (also its environment variables, which DDP workers read), without importing Lightning."""
+    """Lightning's `seed_everything(seed, workers=True)` when Lightning is loaded (a gradual run's
+    schedule imports it); otherwise the same seeding (Python, NumPy, torch on all devices, and
+    the environment variables DDP and dataloader workers read) without the seconds of importing
+    Lightning into a one-shot run."""
+    if "lightning.pytorch" in sys.modules:
+        from lightning.pytorch import seed_everything as lightning_seed_everything
+
+        lightning_seed_everything(seed, workers=True)
+        return
     os.environ["PL_GLOBAL_SEED"] = str(seed)
-    os.environ["PL_SEED_WORKERS"] = "0"
+    os.environ["PL_SEED_WORKERS"] = "1"
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)  # all devices
+    torch.manual_seed(seed)
 
 
 def deferred(cfg: DictConfig) -> Callable[..., Any]:
@@ -151,9 +159,9 @@ def read_job(cfg: DictConfig) -> JobConfig:
     values fail before data or weights are read."""
     sparsity = check_fraction("sparsity", cfg.sparsity)
     seed = check_int("seed", cfg.seed, 0)
+    kind: RunKind = instantiate(cfg.schedule)  # first: a gradual schedule loads Lightning, which then seeds
     seed_everything(seed)  # before any object with random state is built
     pruner: Pruner = instantiate(cfg.pruner)
-    kind: RunKind = instantiate(cfg.schedule)
     pattern: PatternFactory = instantiate(cfg.pattern)
     device = resolve_device(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1))
     overrides = {"batch_size": kind.batch_size} if kind.batch_size else {}

@@ -4,6 +4,7 @@ work (`Job`: data set up, model loaded and checked, pruned weights, constraint, 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,14 +18,15 @@ from ..data import PruningDataModule
 from ..errors import ArgumentError, UserError
 from ..models import ModelSpec, load_model, loss_function
 from ..params import PrunedParams, keep_count, select_pruned
+from ..progress import on_terminal
 from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 from ..training import recalibrate_batchnorm
 from .results import Evaluation, ReportKeys
 
 if TYPE_CHECKING:  # Lightning is imported only by the runs that build a Trainer (gradual)
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import Callback
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +137,7 @@ class Job:
         return c.trainer(
             logger=self.logger if self.logger is not None else False,
             callbacks=list(callbacks),
-            enable_progress_bar=c.progress,
+            enable_progress_bar=c.progress and on_terminal(),  # no carriage returns in log files
             default_root_dir=str(c.out_dir),
             **kwargs,
         )
@@ -194,6 +196,8 @@ def build_job(config: JobConfig) -> Job:
     """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
     log.info("setting up %s and %s", config.dataset, config.model.name)
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP: one download per machine, before the other ranks start
+        datamodule.prepare_data()
     datamodule.setup("fit")
     needed = config.pruner.samples_needed()
     if needed > datamodule.num_train:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..outputs import flatten_metrics
 
 if TYPE_CHECKING:
-    from pytorch_lightning.loggers import Logger
+    from lightning.pytorch.loggers import Logger
 
 
 def log_run(
@@ -25,7 +25,7 @@ def log_run(
     is smaller), then close the run."""
     if logger is None:
         return
-    from pytorch_lightning.loggers import WandbLogger  # a logger exists: Lightning is loaded already
+    from lightning.pytorch.loggers import WandbLogger  # a logger exists: Lightning is loaded already
 
     logger.log_hyperparams(config)
     for step, record in enumerate(series):
@@ -44,7 +44,7 @@ def mark_failed(logger: Logger | None) -> None:
     """Close the run of a failed job as failed (a W&B run started by then gets exit code 1)."""
     if logger is None:
         return
-    from pytorch_lightning.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger
 
     try:
         logger.finalize("failed")

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last.ckpt"
