@@ -256,13 +256,13 @@ def run_job(cfg: DictConfig) -> None:
                 raise
     except Exception as err:
         if isinstance(err, Interrupted):
-            log.error(str(err))
+            log_to_file(str(err))
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             raise SystemExit(err.exit_code) from None
         user_error = find_user_error(err)
         if user_error is None:
             raise
-        log.error(str(user_error))
+        log_to_file(str(user_error))
         if cfg.get("keep_going", False) and multirun_job() is not None:
             FAILED_JOBS.append(f"job {multirun_job()}: {user_error}")
             print(
@@ -271,6 +271,14 @@ def run_job(cfg: DictConfig) -> None:
             )
             return
         fail(str(user_error))
+
+
+def log_to_file(message: str) -> None:
+    """Record an error in the job's log file only: the terminal shows it once, as the `error:` line."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def multirun_job() -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -241,8 +242,20 @@ def test_bad_input_fails_with_one_line_and_no_results(tmp_path, case):
     assert done.returncode == 2, done.stdout + done.stderr
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and expected in last_line, done.stderr
+    assert (done.stdout + done.stderr).count(expected) == 1, "the error is shown more than once"
     assert "Traceback" not in done.stderr
     assert not (out_dir / RESULTS_FILE).exists() and not (out_dir / WEIGHTS_FILE).exists()
+
+
+def test_the_mission_command_without_imagenet_stops_at_once_naming_the_root_and_the_synthetic_set(tmp_path):
+    started = time.perf_counter()
+    done = run_cli("pruner=chita", "sparsity=0.9", "model=resnet50", f"paths.data_dir={tmp_path}")
+    seconds = time.perf_counter() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "dataset.datamodule.root" in last_line, done.stderr
+    assert "dataset=synthetic_imagenet" in last_line and "Traceback" not in done.stderr
+    assert seconds < 15, f"took {seconds:.1f} s"
 
 
 def test_error_messages_are_printed_on_one_line(capsys):

@@ -42,3 +42,24 @@ def test_group_override_check():
     assert check_group_overrides(["pruner.solver.iterations=anything"], CONF) is None  # checked by the solver
     assert check_group_overrides(["pruner/solver=iht"], CONF) is None
     assert check_group_overrides(["pruner/solver=newton"], CONF).startswith("unknown pruner/solver 'newton'")
+
+
+NATURAL_DATASETS = {
+    "mlpnet": "mnist",
+    "resnet20": "cifar10",
+    "mobilenetv1": "imagenet",
+    "resnet50": "imagenet",
+    "timm": "imagenet",
+    "tiny_mlp": "synthetic",
+}
+
+
+@pytest.mark.parametrize("model", sorted(NATURAL_DATASETS))
+def test_a_model_brings_its_natural_dataset_and_an_explicit_dataset_wins(model):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        natural = compose(config_name="config", overrides=[f"model={model}"])
+        before = compose(config_name="config", overrides=["dataset=synthetic_imagenet", f"model={model}"])
+        after = compose(config_name="config", overrides=[f"model={model}", "dataset=synthetic_imagenet"])
+    assert natural.dataset.name == NATURAL_DATASETS[model]
+    assert before.dataset.name == after.dataset.name == "synthetic_imagenet"
+    assert natural.model.name == before.model.name  # the model itself is unchanged

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler, TensorDataset
 
 BatchTransform = Callable[[Tensor], Tensor]
@@ -80,6 +80,9 @@ class PruningDataModule(ABC):
     def prepare_data(self) -> None:  # noqa: B027 (a hook; the default does nothing)
         """Download what is missing, once per machine (Lightning's convention: only local rank 0
         calls it, before any rank's `setup`); the default has nothing to fetch."""
+
+    def adapt_to(self, net: nn.Module) -> None:  # noqa: B027 (a hook; the default does nothing)
+        """Take the model's own input preprocessing, before `setup` (the default keeps this module's)."""
 
     def setup(self, stage: str | None = None) -> None:  # noqa: B027 (a hook; the default does nothing)
         """Read or index the data (idempotent); the data is otherwise read on first use."""

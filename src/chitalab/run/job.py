@@ -193,11 +193,14 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
 
 
 def build_job(config: JobConfig) -> Job:
-    """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
+    """Load the model, set up the data (in the model's preprocessing where it has one), check that
+    they fit, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
     log.info("setting up %s and %s", config.dataset, config.model.name)
     if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP: one download per machine, before the other ranks start
         datamodule.prepare_data()
+    net = load_model(config.model)
+    datamodule.adapt_to(net)
     datamodule.setup("fit")
     needed = config.pruner.samples_needed()
     if needed > datamodule.num_train:
@@ -205,7 +208,6 @@ def build_job(config: JobConfig) -> Job:
             f"the pruner needs {needed} training samples at once (n_samples x mini_bsz, or the step search's) "
             f"but the training set has {datamodule.num_train}"
         )
-    net = load_model(config.model)
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     try:
