@@ -81,6 +81,10 @@ class PruningDataModule(ABC):
         """Download what is missing, once per machine (Lightning's convention: only local rank 0
         calls it, before any rank's `setup`); the default has nothing to fetch."""
 
+    def data_source(self) -> str:
+        """Where the data was read from, for results.json's provenance (after `setup`)."""
+        return type(self).__name__
+
     def adapt_to(self, net: nn.Module) -> None:  # noqa: B027 (a hook; the default does nothing)
         """Take the model's own input preprocessing, before `setup` (the default keeps this module's)."""
 

@@ -63,6 +63,9 @@ class ImageFolderDataModule(PruningDataModule):
         self.fisher_set: ImageFolder | None = None
         self.val_set: ImageFolder | None = None
 
+    def data_source(self) -> str:
+        return f"ImageFolder {self.root} ({self.preprocessing} preprocessing)"
+
     def adapt_to(self, net: nn.Module) -> None:
         """With `preprocessing="model"` and a timm model (it carries `pretrained_cfg`), use timm's
         evaluation and training transforms for it."""

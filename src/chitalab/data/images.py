@@ -89,6 +89,10 @@ class ImageArrayDataModule(TensorDataModule):
             "(or CHITA_DATA_DIR) at a folder with torchvision's files or the array file"
         )
 
+    def data_source(self) -> str:
+        kind, where = ("array file", self.npz_path) if self.uses_npz() else ("torchvision's files", self.data_dir)
+        return f"{self.title}: {kind} in {where}"
+
     def read_source(self) -> Splits:
         """The raw splits from the source that `source` selects, logging which one."""
         if not self.uses_npz():

@@ -14,6 +14,7 @@ from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
 from ..params import check_finite_state
 from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run, mark_failed
+from .provenance import provenance
 from .results import Results, Seconds, Sparsity
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy:
         trajectory=outcome.trajectory,
         report=c.report,
         deploy=deploy,
+        provenance=provenance(c.model, c.datamodule.data_source()),
     )
 
 
