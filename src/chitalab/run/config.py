@@ -149,7 +149,7 @@ def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
     """The experiment logger's factory (None: `logger=none`); W&B's package is an extra."""
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
-    if str(cfg.logger._target_).endswith("WandbLogger"):
+    if "wandb" in str(cfg.logger._target_).lower():
         require_extra("wandb", "wandb", "logger=wandb (or choose logger=csv or logger=none)")
     return deferred(cfg.logger)
 

@@ -110,7 +110,7 @@ class Job:
         takes seconds; it then overlaps the job's work). `logger` waits for it."""
         if self.config.logger is not None and self._logger_future is None:
             pool = ThreadPoolExecutor(1, thread_name_prefix="logger")
-            self._logger_future = pool.submit(started_logger, self.config.logger)
+            self._logger_future = pool.submit(started_logger, self.config.logger, self.config.config)
             pool.shutdown(wait=False)  # the thread ends with its one task
 
     @cached_property
@@ -119,7 +119,7 @@ class Job:
         then shared by the Trainer and the final summary."""
         if self._logger_future is not None:
             return self._logger_future.result()
-        return self.config.logger() if self.config.logger is not None else None
+        return started_logger(self.config.logger, self.config.config) if self.config.logger is not None else None
 
     def built_logger(self) -> Any:
         """The experiment logger if it has been built (or is being started), else None."""
@@ -173,10 +173,14 @@ class Job:
         )
 
 
-def started_logger(factory: Callable[[], Any]) -> Any:
-    """The logger `factory` builds, with its run started (`experiment`: W&B's init)."""
+def started_logger(factory: Callable[[], Any], config: dict[str, Any]) -> Any:
+    """The logger `factory` builds, with its run started (`experiment`: W&B's init) and the job's
+    `config` logged at once (a long or crashed run shows it from the start)."""
     logger = factory()
-    getattr(logger, "experiment", None)
+    run: Any = getattr(logger, "experiment", None)
+    logger.log_hyperparams(config)
+    if getattr(run, "dir", None):  # W&B (its own banner is silenced: chitalab.noise)
+        log.info("W&B run %s in %s (`wandb sync` uploads an offline run)", run.name, Path(run.dir).parent)
     return logger
 
 

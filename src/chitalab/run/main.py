@@ -81,7 +81,9 @@ def run(config: JobConfig, start: float) -> Results:
             summary = results.to_dict()
             keys = ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")
             metrics = flatten_metrics({k: summary[k] for k in keys})
-            log_run(job.logger, job.config.config, metrics, outcome.unlogged_series, job.config.out_dir)
+            metadata = {key: summary[key] for key in ("model", "dataset", "method", "schedule", "seed")}
+            metadata |= {"sparsity": results.sparsity.measured, "pruned_test_acc": results.pruned.test_acc}
+            log_run(job.logger, metrics, outcome.unlogged_series, job.config.out_dir, metadata)
             log.info("wrote %s", job.config.out_dir)
     except BaseException:
         mark_failed(job.built_logger())
