@@ -64,8 +64,11 @@ def check_fraction(name: str, value: object) -> float:
     return number
 
 
-def require_extra(module: str, extra: str, purpose: str) -> None:
-    """Raise a UserError naming the extra to install when the optional `module` is missing
-    (checked without importing it)."""
+def require_extra(module: str, extra: str, purpose: str, instead: str | None = None) -> None:
+    """Raise a UserError naming the extra to install (and what to do `instead`) when the optional
+    `module` is missing (checked without importing it)."""
     if importlib.util.find_spec(module) is None:
-        raise UserError(f"{purpose} needs {module}, which is not installed: pip install 'chitalab[{extra}]'")
+        alternative = f", or {instead}" if instead else ""
+        raise UserError(
+            f"{purpose} needs {module}, which is not installed: pip install 'chitalab[{extra}]'{alternative}"
+        )

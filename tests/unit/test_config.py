@@ -63,3 +63,15 @@ def test_a_model_brings_its_natural_dataset_and_an_explicit_dataset_wins(model):
     assert natural.dataset.name == NATURAL_DATASETS[model]
     assert before.dataset.name == after.dataset.name == "synthetic_imagenet"
     assert natural.model.name == before.model.name  # the model itself is unchanged
+
+
+def test_a_missing_extra_is_one_line_naming_what_to_install():
+    from chitalab.errors import UserError, require_extra
+
+    require_extra("omegaconf", "core", "the config")  # installed: nothing to say
+    with pytest.raises(UserError) as err:
+        require_extra("no_such_module_here", "wandb", "logger=wandb", instead="choose logger=none")
+    assert str(err.value) == (
+        "logger=wandb needs no_such_module_here, which is not installed: pip install 'chitalab[wandb]', "
+        "or choose logger=none"
+    )

@@ -26,6 +26,13 @@ def main(argv: list[str] | None = None) -> None:
         help="also copy each section into the file's <!-- report:NAME --> ... <!-- /report:NAME --> block "
         "(NAME: the experiment preset), e.g. README.md",
     )
+    parser.add_argument(
+        "--link-base",
+        default=None,
+        metavar="URL",
+        help="with --update: link figures absolutely under URL (the repository's raw files); without it the "
+        "copied sections name each figure's path as text",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
     try:
@@ -34,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
         from .readme import update_markdown
 
         report = build_report(args.folder, args.out)
-        replaced = update_markdown(args.update, report) if args.update else []
+        replaced = update_markdown(args.update, report, args.link_base) if args.update else []
     except UserError as err:
         fail(str(err))
     print(report.read_text().split("\n## ")[0].strip())  # the summary

@@ -150,7 +150,7 @@ def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
     if not cfg.get("logger") or "_target_" not in cfg.logger:
         return None
     if "wandb" in str(cfg.logger._target_).lower():
-        require_extra("wandb", "wandb", "logger=wandb (or choose logger=csv or logger=none)")
+        require_extra("wandb", "wandb", "logger=wandb", instead="choose logger=csv or logger=none")
     return deferred(cfg.logger)
 
 
