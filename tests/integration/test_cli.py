@@ -287,6 +287,28 @@ def test_the_mission_command_without_imagenet_stops_at_once_naming_the_root_and_
     assert seconds < 15, f"took {seconds:.1f} s"
 
 
+@pytest.mark.slow
+def test_the_mission_command_runs_on_synthetic_imagenet(tmp_path):
+    done = run_cli(
+        "pruner=chita",
+        "sparsity=0.9",
+        "model=resnet50",
+        "dataset=synthetic_imagenet",
+        "pruner.gradients.n_samples=8",  # G of 8 x 25.5M gradients: 0.8 GB
+        "dataset.datamodule.num_test=32",
+        "deploy.latency=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert (results["model"], results["dataset"], results["num_pruned_weights"]) == (
+        "resnet50",
+        "synthetic_imagenet",
+        25_502_912,
+    )
+    assert results["sparsity"]["measured"] >= 0.9
+
+
 def test_error_messages_are_printed_on_one_line(capsys):
     with pytest.raises(SystemExit) as exit_info:
         fail("download failed (Tried https://a, got:\n<urlopen error>\n); point paths.data_dir")

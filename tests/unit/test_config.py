@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -75,3 +76,25 @@ def test_a_missing_extra_is_one_line_naming_what_to_install():
         "logger=wandb needs no_such_module_here, which is not installed: pip install 'chitalab[wandb]', "
         "or choose logger=none"
     )
+
+
+def test_the_optimizer_the_trainer_and_its_callbacks_come_from_config(tmp_path):
+    from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import LearningRateMonitor
+
+    from chitalab.training import LastCheckpoint
+
+    overrides = [
+        "schedule=gradual_fast",
+        "optim@schedule.optimizer=adamw",
+        "+schedule.callbacks.lr_monitor._target_=lightning.pytorch.callbacks.LearningRateMonitor",
+        f"paths.output_dir={tmp_path}",
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=overrides)
+    kind = instantiate(cfg.schedule)
+    optimizer = kind.optimizer(torch.nn.Linear(2, 2).parameters())
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.defaults["lr"] == 0.05  # gradual_fast's lr
+    assert isinstance(kind.callbacks["lr_monitor"], LearningRateMonitor)
+    assert isinstance(kind.callbacks["checkpoint"], LastCheckpoint)
+    assert cfg.trainer._target_ == "lightning.pytorch.Trainer"

@@ -210,7 +210,7 @@ def build_job(config: JobConfig) -> Job:
     if needed > datamodule.num_train:
         raise UserError(
             f"the pruner needs {needed} training samples at once (n_samples x mini_bsz, or the step search's) "
-            f"but the training set has {datamodule.num_train}"
+            f"but the training set has {datamodule.num_train}; lower pruner.gradients.n_samples"
         )
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
