@@ -28,6 +28,41 @@ FULL_KEY = re.compile(r"\nfull_key: (\S+)")
 OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
 
 
+def hydra_job() -> Any:
+    """The running job's Hydra config, None outside a Hydra job (the compose API, a saved config)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return HydraConfig.get() if HydraConfig.initialized() else None
+
+
+def run_name() -> str | None:
+    """The experiment logger's run name: the job's overrides (`pruner=mp,sparsity=0.5`), None without any."""
+    job = hydra_job()
+    return (job.job.override_dirname or None) if job is not None else None
+
+
+def run_group(experiment: str | None) -> str | None:
+    """The logger's group: the experiment preset, else the multirun's folder name; None for a single run."""
+    from hydra.types import RunMode
+
+    job = hydra_job()
+    if experiment or job is None or job.mode != RunMode.MULTIRUN:
+        return experiment
+    return Path(job.sweep.dir).name
+
+
+def run_choice(group: str) -> str | None:
+    """The option the job chose for a config group (`schedule` -> `oneshot`)."""
+    job = hydra_job()
+    return job.runtime.choices.get(group) if job is not None else None
+
+
+# The logger's name, group and job type (conf/logger/wandb.yaml)
+OmegaConf.register_new_resolver("run_name", run_name, replace=True)
+OmegaConf.register_new_resolver("run_group", run_group, replace=True)
+OmegaConf.register_new_resolver("run_choice", run_choice, replace=True)
+
+
 def check_output_dir(argv: list[str]) -> str | None:
     """The error for an output folder that cannot be used, before Hydra writes into it: one
     that a running job holds (an explicit `hydra.run.dir`), or a read-only location."""
@@ -237,8 +272,11 @@ def run_job(cfg: DictConfig) -> None:
     """Run one job; user errors end it with one line on stderr and exit code 2, a SIGTERM or
     SIGINT with one line and 128 + the signal number (see `chitalab.signals`)."""
     start = time.perf_counter()
+    from .noise import quiet_third_party
     from .run.lock import run_lock
     from .signals import Interrupted, graceful_stop
+
+    quiet_third_party()
 
     try:
         # The top-level values first, so a bad one fails in a second, before torch is imported.
@@ -256,13 +294,13 @@ def run_job(cfg: DictConfig) -> None:
                 raise
     except Exception as err:
         if isinstance(err, Interrupted):
-            log.error(str(err))
+            log_to_file(str(err))
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             raise SystemExit(err.exit_code) from None
         user_error = find_user_error(err)
         if user_error is None:
             raise
-        log.error(str(user_error))
+        log_to_file(str(user_error))
         if cfg.get("keep_going", False) and multirun_job() is not None:
             FAILED_JOBS.append(f"job {multirun_job()}: {user_error}")
             print(
@@ -271,6 +309,14 @@ def run_job(cfg: DictConfig) -> None:
             )
             return
         fail(str(user_error))
+
+
+def log_to_file(message: str) -> None:
+    """Record an error in the job's log file only: the terminal shows it once, as the `error:` line."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, (), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def multirun_job() -> int | None:

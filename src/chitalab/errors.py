@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 
@@ -61,3 +62,13 @@ def check_fraction(name: str, value: object) -> float:
     if not number < 1:
         raise ArgumentError(name, f"{name}={value!r} is not allowed; it must be a number in [0, 1)")
     return number
+
+
+def require_extra(module: str, extra: str, purpose: str, instead: str | None = None) -> None:
+    """Raise a UserError naming the extra to install (and what to do `instead`) when the optional
+    `module` is missing (checked without importing it)."""
+    if importlib.util.find_spec(module) is None:
+        alternative = f", or {instead}" if instead else ""
+        raise UserError(
+            f"{purpose} needs {module}, which is not installed: pip install 'chitalab[{extra}]'{alternative}"
+        )

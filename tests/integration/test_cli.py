@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ import torch
 from chitalab.cli import fail
 from chitalab.models import MLPNet
 from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
+from chitalab.report import load_runs
 from tests.support import SYNTHETIC, run_cli
 
 RESULT_KEYS = {
@@ -34,6 +38,7 @@ RESULT_KEYS = {
     "seconds",
     "peak_memory_mb",
     "solver",
+    "provenance",
 }
 
 
@@ -56,6 +61,31 @@ def test_chita_run_writes_results_and_loadable_weights(tmp_path):
     model.load_state_dict(torch.load(tmp_path / WEIGHTS_FILE, weights_only=True))
     zeros = sum(int((p == 0).sum()) for p in model.parameters())
     assert zeros / results["num_pruned_weights"] == pytest.approx(results["sparsity"]["measured"])
+
+
+def test_results_carry_their_provenance_and_a_folder_loads_as_a_dataframe(tmp_path):
+    checkpoint = tmp_path / "weights.pt"
+    torch.save(MLPNet(64, [16, 8], 4).state_dict(), checkpoint)
+    run_dir = tmp_path / "runs" / "new"
+    done = run_cli(*SYNTHETIC, "pruner=mp", f"model.checkpoint={checkpoint}", f"hydra.run.dir={run_dir}")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((run_dir / RESULTS_FILE).read_text())
+    made = results["provenance"]
+    assert results["schema_version"] == 3
+    assert made["checkpoint"] == str(checkpoint) and made["pretrained"] is None
+    assert made["checkpoint_sha256"] == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert made["data_source"].startswith("synthetic: 2000 + 256 samples")
+    assert made["code_version"].startswith("git ") or made["code_version"].startswith("chitalab ")
+    assert {"torch", "lightning", "hydra-core", "chitalab", "python"} <= set(made["versions"])
+    assert datetime.fromisoformat(made["time_utc"]).utcoffset() == timedelta(0) and made["host"]
+    old = {k: v for k, v in results.items() if k != "provenance"} | {"schema_version": 2}
+    (tmp_path / "runs" / "old").mkdir()
+    (tmp_path / "runs" / "old" / RESULTS_FILE).write_text(json.dumps(old))
+    frame = load_runs(tmp_path / "runs")
+    assert list(frame["run_dir"]) == [str(tmp_path / "runs" / "new"), str(tmp_path / "runs" / "old")]
+    assert list(frame["schema_version"]) == [3, 2] and frame["pruned.test_acc"].notna().all()
+    assert frame["provenance.checkpoint_sha256"].iloc[0] == made["checkpoint_sha256"]
+    assert frame["provenance.checkpoint_sha256"].isna().iloc[1]  # a version-2 file has no provenance
 
 
 def test_block_method_with_half_storage_and_a_memory_cap_reports_its_plan(tmp_path):
@@ -241,8 +271,42 @@ def test_bad_input_fails_with_one_line_and_no_results(tmp_path, case):
     assert done.returncode == 2, done.stdout + done.stderr
     last_line = done.stderr.strip().splitlines()[-1]
     assert last_line.startswith("error: ") and expected in last_line, done.stderr
+    assert (done.stdout + done.stderr).count(expected) == 1, "the error is shown more than once"
     assert "Traceback" not in done.stderr
     assert not (out_dir / RESULTS_FILE).exists() and not (out_dir / WEIGHTS_FILE).exists()
+
+
+def test_the_mission_command_without_imagenet_stops_at_once_naming_the_root_and_the_synthetic_set(tmp_path):
+    started = time.perf_counter()
+    done = run_cli("pruner=chita", "sparsity=0.9", "model=resnet50", f"paths.data_dir={tmp_path}")
+    seconds = time.perf_counter() - started
+    assert done.returncode == 2, done.stdout + done.stderr
+    last_line = done.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and "dataset.datamodule.root" in last_line, done.stderr
+    assert "dataset=synthetic_imagenet" in last_line and "Traceback" not in done.stderr
+    assert seconds < 15, f"took {seconds:.1f} s"
+
+
+@pytest.mark.slow
+def test_the_mission_command_runs_on_synthetic_imagenet(tmp_path):
+    done = run_cli(
+        "pruner=chita",
+        "sparsity=0.9",
+        "model=resnet50",
+        "dataset=synthetic_imagenet",
+        "pruner.gradients.n_samples=8",  # G of 8 x 25.5M gradients: 0.8 GB
+        "dataset.datamodule.num_test=32",
+        "deploy.latency=false",
+        f"hydra.run.dir={tmp_path}",
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert (results["model"], results["dataset"], results["num_pruned_weights"]) == (
+        "resnet50",
+        "synthetic_imagenet",
+        25_502_912,
+    )
+    assert results["sparsity"]["measured"] >= 0.9
 
 
 def test_error_messages_are_printed_on_one_line(capsys):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from functools import partial
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from chitalab.data import SyntheticDataModule
 from chitalab.fisher import GradientSource

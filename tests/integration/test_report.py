@@ -96,7 +96,15 @@ def test_update_copies_a_section_into_its_marked_block(table_folder, tmp_path):
         "<!-- /report:paper_oneshot_mlpnet -->\nend\n"
     )
     assert "old table" not in text and "| 0.9 | 90.30 ± 0.00 | 92.50 ± 0.50 |" in text
-    assert "![accuracy](reports/mlpnet/accuracy_paper_oneshot_mlpnet_mlpnet_mnist.png)" in text
+    assert (
+        "Figure (accuracy): `reports/mlpnet/accuracy_paper_oneshot_mlpnet_mlpnet_mnist.png` in the repository." in text
+    )
+    assert "](" not in text  # no relative links
+    update_markdown(readme, report, link_base="https://example.org/raw/main/docs/")
+    linked = (
+        "![accuracy](https://example.org/raw/main/docs/reports/mlpnet/accuracy_paper_oneshot_mlpnet_mlpnet_mnist.png)"
+    )
+    assert linked in readme.read_text()
     readme.write_text("no markers\n")
     with pytest.raises(UserError, match="no <!-- report:NAME -->"):
         update_markdown(readme, report)

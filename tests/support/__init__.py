@@ -21,7 +21,7 @@ from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Spars
 from chitalab.solver import GLOBAL_TOP_K, Backsolve, Solver, SparsityConstraint
 
 REPO = Path(__file__).resolve().parents[2]
-CONF = REPO / "conf"
+CONF = REPO / "src" / "chitalab" / "conf"
 DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data"))
 CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints"))
 MLPNET_CHECKPOINT = CHECKPOINT_DIR / "mnist_25_epoch_93.97.ckpt"
@@ -149,3 +149,34 @@ def write_results(
         deploy=deploy,
     )
     (folder / "results.json").write_text(results.to_json())
+
+
+WANDB_BLOCK = 32768  # the offline run file is a LevelDB-style log: 32 KiB blocks of checksummed records
+
+
+def wandb_records(path: Path) -> list:
+    """The protobuf records of an offline W&B run file (`run-*.wandb`), in the order written."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a W&B run file"
+    chunks, pending, pos = [], b"", 7  # after the header: ":W&B", a 2-byte magic and the version
+    while pos + 7 <= len(data):
+        if WANDB_BLOCK - pos % WANDB_BLOCK < 7:  # a block's tail too short for a header is padding
+            pos += WANDB_BLOCK - pos % WANDB_BLOCK
+            continue
+        length, kind = int.from_bytes(data[pos + 4 : pos + 6], "little"), data[pos + 6]
+        payload, pos = data[pos + 7 : pos + 7 + length], pos + 7 + length
+        if kind == 1:  # full
+            chunks.append(payload)
+        elif kind in (2, 3):  # first, middle
+            pending += payload
+        elif kind == 4:  # last
+            chunks.append(pending + payload)
+            pending = b""
+    records = []
+    for chunk in chunks:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(chunk)
+        records.append(record)
+    return records

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from chitalab.data import CIFAR10DataModule, ImageFolderDataModule, MNISTDataMod
 from chitalab.data.augment import RandomCropFlip
 from chitalab.data.cifar10 import NORMALIZATIONS
 from chitalab.errors import UserError
+from chitalab.models import MobileNetV1, create_timm_model
 from tests.support import CIFAR10_NPZ
 
 
@@ -137,14 +139,19 @@ def test_cifar10_training_batches_are_augmented_and_evaluation_batches_are_not(t
     assert any(torch.equal(x_plain[0], image) for image in plain.train_set.tensors[0])
 
 
-def test_image_folder_data_module(tmp_path):
+def write_image_folder(root: Path, height: int = 20, width: int = 24) -> None:
+    """root/{train,val}/{cat,dog}/*.png: 3 and 2 random images per class."""
     rng = np.random.default_rng(0)
     for split, count in (("train", 3), ("val", 2)):
         for label in ("cat", "dog"):
-            folder = tmp_path / split / label
+            folder = root / split / label
             folder.mkdir(parents=True)
             for i in range(count):
-                Image.fromarray(rng.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+                Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+
+
+def test_image_folder_data_module(tmp_path):
+    write_image_folder(tmp_path)
     dm = ImageFolderDataModule(str(tmp_path), num_classes=2, image_size=16, resize=18, batch_size=4, num_workers=0)
     assert dm.num_train == 6
     x, y = dm.draw_training_samples(4, seed=0)
@@ -156,8 +163,36 @@ def test_image_folder_data_module(tmp_path):
     assert next(iter(dm.train_dataloader()))[0].shape == (4, 3, 16, 16)
     with pytest.raises(UserError, match="has 2 class folders but dataset.num_classes=1000"):
         ImageFolderDataModule(str(tmp_path), num_classes=1000).setup()
-    with pytest.raises(UserError, match="must hold train/ and val/"):
-        ImageFolderDataModule(str(tmp_path / "nowhere"), num_classes=2).setup()
+    with pytest.raises(UserError, match=r"dataset.datamodule.root .* train/ and val/ .* dataset=synthetic_imagenet"):
+        ImageFolderDataModule(str(tmp_path / "nowhere"), num_classes=2)
+
+
+TIMM_MODELS = ("resnet50.tv_in1k", "vit_tiny_patch16_224", "convnext_atto", "efficientnet_b0", "inception_v3")
+
+
+@pytest.mark.parametrize("name", TIMM_MODELS)
+def test_a_timm_model_is_evaluated_with_timms_own_data_config(tmp_path, name):
+    from timm.data import create_transform, resolve_model_data_config
+
+    write_image_folder(tmp_path, height=320, width=360)
+    net = create_timm_model(name, num_classes=2)
+    dm = ImageFolderDataModule(str(tmp_path), num_classes=2, preprocessing="model", batch_size=4, num_workers=0)
+    dm.adapt_to(net)
+    expected = create_transform(**resolve_model_data_config(net))
+    assert repr(dm.eval_transform) == repr(expected)
+    x_val, _ = next(iter(dm.test_dataloader()))
+    first = Image.open(tmp_path / "val" / "cat" / "0.png").convert("RGB")
+    torch.testing.assert_close(x_val[0], expected(first))
+    x_fisher, _ = dm.training_samples(torch.arange(1))  # the Fisher samples are seen as at evaluation
+    torch.testing.assert_close(x_fisher[0], expected(Image.open(tmp_path / "train" / "cat" / "0.png").convert("RGB")))
+
+
+def test_a_model_without_a_timm_config_keeps_the_fixed_transforms(tmp_path):
+    write_image_folder(tmp_path)
+    dm = ImageFolderDataModule(str(tmp_path), num_classes=2, preprocessing="model")
+    fixed = repr(dm.eval_transform)
+    dm.adapt_to(MobileNetV1(num_classes=2))
+    assert repr(dm.eval_transform) == fixed and "Resize(size=256" in fixed
 
 
 def test_imagenet_shaped_synthetic_data_is_cheap_to_label():

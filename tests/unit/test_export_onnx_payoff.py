@@ -108,7 +108,7 @@ def _run_folder(tmp_path, sparsity: float):
 
 def test_wandb_artifact_is_the_sparse_checkpoint_when_smaller(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
-    from pytorch_lightning.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")

@@ -109,7 +109,7 @@ def test_recalibration_leaves_parameters_trainable():
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_fast_evaluation_equals_the_lightning_loop(channels_last):
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
 
     from chitalab.training import Classifier
 
@@ -132,7 +132,7 @@ def test_fast_evaluation_equals_the_lightning_loop(channels_last):
     assert job.net.conv.weight.grad is not None
 
 
-HEAVY = ("pytorch_lightning", "lightning_fabric", "torchmetrics", "wandb", "timm", "matplotlib")
+HEAVY = ("lightning", "lightning_fabric", "torchmetrics", "wandb", "timm", "matplotlib")
 
 
 def imported_by(*args: str) -> set[str]:

@@ -99,6 +99,19 @@ def test_unavailable_pretrained_weights_are_a_user_error(monkeypatch):
         create_timm_model("test_efficientnet", pretrained=True)
 
 
+def test_pretrained_weights_for_another_class_count_are_warned_about(monkeypatch, caplog):
+    import timm
+
+    create = timm.create_model
+    monkeypatch.setattr(timm, "create_model", lambda name, pretrained=False, **kw: create(name, **kw))
+    model = create_timm_model("test_efficientnet", num_classes=10, pretrained=True)
+    assert model.pretrained_cfg["num_classes"] == 1000
+    assert "classify 1000 classes, the data set has 10; the classifier head is new and random" in caplog.text
+    caplog.clear()
+    create_timm_model("test_efficientnet", num_classes=1000, pretrained=True)
+    assert "classifier head" not in caplog.text
+
+
 def test_pretrained_and_a_checkpoint_together_are_refused():
     cfg = model_config("timm", "model.name=test_efficientnet", "model.pretrained=true", "model.checkpoint=x.pt")
     with pytest.raises(UserError, match="choose one weight source"):

@@ -70,22 +70,22 @@ def test_downloads_only_for_the_default_file_name(tmp_path, monkeypatch):
     assert calls == [tmp_path / "mnist_25_epoch_93.97.ckpt"]
 
 
-def test_a_download_with_the_wrong_hash_is_discarded(tmp_path, monkeypatch):
-    class Response:
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *args):
-            return False
-
-        def read(self):
-            return b"not the checkpoint"
-
-    monkeypatch.setattr(checkpoint.urllib.request, "urlopen", lambda url, timeout: Response())
+def test_a_download_with_the_wrong_hash_is_discarded(tmp_path):
+    served = tmp_path / "served.ckpt"
+    served.write_bytes(b"not the checkpoint")
     target = tmp_path / "mnist_25_epoch_93.97.ckpt"
     with pytest.raises(UserError, match="pinned SHA-256"):
-        checkpoint.download(PAPER_URL, target)
-    assert not target.exists() and not list(tmp_path.glob("*.part"))
+        checkpoint.download(served.as_uri(), target)
+    assert not target.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["served.ckpt"]
+
+
+def test_a_download_with_the_pinned_hash_is_kept(tmp_path):
+    served = MLPNET_CHECKPOINT
+    if not served.is_file():
+        pytest.skip(f"the MLPNet checkpoint ({served}) is absent")
+    target = tmp_path / served.name
+    checkpoint.download(served.as_uri(), target)
+    assert target.read_bytes() == served.read_bytes()
 
 
 def test_a_full_disk_leaves_no_part_file_and_names_the_file(tmp_path, monkeypatch):
@@ -118,7 +118,7 @@ def test_epoch_shuffle_depends_only_on_seed_and_epoch():
 def test_a_failed_job_marks_its_wandb_run_failed(monkeypatch):
     finished = []
 
-    from pytorch_lightning.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger
 
     class FakeWandb(WandbLogger):
         def __init__(self):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler, TensorDataset
 
 BatchTransform = Callable[[Tensor], Tensor]
@@ -76,6 +76,17 @@ class PruningDataModule(ABC):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+
+    def prepare_data(self) -> None:  # noqa: B027 (a hook; the default does nothing)
+        """Download what is missing, once per machine (Lightning's convention: only local rank 0
+        calls it, before any rank's `setup`); the default has nothing to fetch."""
+
+    def data_source(self) -> str:
+        """Where the data was read from, for results.json's provenance (after `setup`)."""
+        return type(self).__name__
+
+    def adapt_to(self, net: nn.Module) -> None:  # noqa: B027 (a hook; the default does nothing)
+        """Take the model's own input preprocessing, before `setup` (the default keeps this module's)."""
 
     def setup(self, stage: str | None = None) -> None:  # noqa: B027 (a hook; the default does nothing)
         """Read or index the data (idempotent); the data is otherwise read on first use."""

@@ -68,26 +68,30 @@ class CIFAR10DataModule(ImageArrayDataModule):
         folder = self.data_dir / self.base_folder
         return all((folder / name).is_file() for name in self.batch_files)
 
+    def download_torchvision(self) -> None:
+        from torchvision.datasets import CIFAR10  # imported here: torchvision costs a second at start-up
+
+        try:
+            for train in (True, False):
+                CIFAR10(self.data_dir, train=train, download=True)
+        except Exception as err:  # no network, read-only folder
+            raise UserError(
+                f"CIFAR-10 not found in {self.data_dir / self.base_folder} or {self.npz_path} and the download "
+                f"failed ({err}); point paths.data_dir (or CHITA_DATA_DIR) at a folder with cifar-10-batches-py "
+                "or cifar10.npz"
+            ) from None
+
     def read_torchvision(self) -> Splits:
         from torchvision.datasets import CIFAR10  # imported here: torchvision costs a second at start-up
 
         folder = self.data_dir / self.base_folder
-        present = self.has_torchvision_files()
-        if present:
-            log.info("CIFAR-10: reading torchvision's files in %s", folder)
-        elif not self.download:
-            raise UserError(
-                f"CIFAR-10 not found in {folder} or {self.npz_path} and dataset.download is false; set paths.data_dir"
-            )
-        else:
-            log.info("CIFAR-10: not found in %s or %s, downloading", folder, self.npz_path)
+        if not self.has_torchvision_files():
+            raise self.missing(folder)
+        log.info("CIFAR-10: reading torchvision's files in %s", folder)
         try:
-            splits = [CIFAR10(self.data_dir, train=train, download=not present) for train in (True, False)]
-        except Exception as err:  # corrupt files, no network, read-only folder
-            raise UserError(
-                f"CIFAR-10 could not be read from {folder} or downloaded ({err}); point paths.data_dir "
-                "(or CHITA_DATA_DIR) at a folder with cifar-10-batches-py or cifar10.npz"
-            ) from None
+            splits = [CIFAR10(self.data_dir, train=train, download=False) for train in (True, False)]
+        except Exception as err:  # corrupt files
+            raise UserError(f"CIFAR-10 could not be read from {folder} ({err}); replace the files") from None
         (x_train, y_train), (x_test, y_test) = [
             (
                 torch.from_numpy(s.data).permute(0, 3, 1, 2).float().div_(255.0),

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
-from ..errors import UserError
+from ..errors import UserError, check_choice
 from .base import EpochShuffle, PruningDataModule
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,9 @@ class ImageFolderDataModule(PruningDataModule):
     """`root/train/<class>/<image>` and `root/val/<class>/<image>` with the standard transforms:
     training batches get RandomResizedCrop(image_size) + horizontal flip; evaluation and the
     Fisher samples get Resize(resize) + CenterCrop(image_size). Both are normalised with
-    (mean, std)."""
+    (mean, std). `preprocessing="model"`: a timm model's own data config replaces these
+    (`timm.data.resolve_model_data_config` + `create_transform`: its size, crop fraction,
+    interpolation, mean and std); other models keep the fixed ones."""
 
     def __init__(
         self,
@@ -37,8 +39,10 @@ class ImageFolderDataModule(PruningDataModule):
         std: Sequence[float] = IMAGENET_STD,
         batch_size: int = 256,
         num_workers: int = 8,
+        preprocessing: str = "fixed",
     ):
         super().__init__(batch_size, num_workers)
+        self.preprocessing = check_choice("preprocessing", preprocessing, ("fixed", "model"))
         self.root = Path(root)
         self.num_classes = num_classes
         normalize = [transforms.ToTensor(), transforms.Normalize(mean, std)]
@@ -48,17 +52,34 @@ class ImageFolderDataModule(PruningDataModule):
         self.eval_transform = transforms.Compose(
             [transforms.Resize(resize), transforms.CenterCrop(image_size), *normalize]
         )
+        for split in ("train", "val"):  # at construction: before the model is built (seconds for a timm one)
+            if not (self.root / split).is_dir():
+                raise UserError(
+                    f"{self.root / split} does not exist; point dataset.datamodule.root (default: "
+                    "$CHITA_DATA_DIR/imagenet) at a folder with train/ and val/ holding one folder per class, "
+                    "or use dataset=synthetic_imagenet for a run on random 224x224 images"
+                )
         self.train_set: ImageFolder | None = None
         self.fisher_set: ImageFolder | None = None
         self.val_set: ImageFolder | None = None
 
+    def data_source(self) -> str:
+        return f"ImageFolder {self.root} ({self.preprocessing} preprocessing)"
+
+    def adapt_to(self, net: nn.Module) -> None:
+        """With `preprocessing="model"` and a timm model (it carries `pretrained_cfg`), use timm's
+        evaluation and training transforms for it."""
+        if self.preprocessing != "model" or not getattr(net, "pretrained_cfg", None):
+            return
+        from timm.data import create_transform, resolve_model_data_config
+
+        config = resolve_model_data_config(net)
+        self.eval_transform = create_transform(**config)
+        self.train_transform = create_transform(**config, is_training=True)
+        log.info("ImageFolder: timm's data config for the model: %s", config)
+
     def _folder(self, split: str, transform) -> ImageFolder:
         path = self.root / split
-        if not path.is_dir():
-            raise UserError(
-                f"{path} does not exist; dataset.datamodule.root (default: $CHITA_DATA_DIR/imagenet) must hold "
-                "train/ and val/ with one folder per class"
-            )
         try:
             folder = ImageFolder(str(path), transform)
         except (FileNotFoundError, OSError) as err:

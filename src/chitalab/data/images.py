@@ -63,15 +63,41 @@ class ImageArrayDataModule(TensorDataModule):
 
     @abstractmethod
     def read_torchvision(self) -> Splits:
-        """(x_train, y_train, x_test, y_test) from torchvision's files, downloading them when
-        absent and allowed; images as float N x C x H x W in [0, 1]."""
+        """(x_train, y_train, x_test, y_test) from torchvision's files (`prepare_data` fetched
+        them when absent and allowed); images as float N x C x H x W in [0, 1]."""
+
+    @abstractmethod
+    def download_torchvision(self) -> None:
+        """Fetch torchvision's files into `data_dir`, or raise a UserError saying where we looked."""
+
+    def uses_npz(self) -> bool:
+        """Whether `source` selects the array file (auto: when torchvision's files are absent and it is there)."""
+        return self.source == "npz" or (
+            self.source == "auto" and not self.has_torchvision_files() and self.npz_path.is_file()
+        )
+
+    def prepare_data(self) -> None:
+        """Download torchvision's files when the source needs them, they are absent and `download` is set."""
+        if self.uses_npz() or self.has_torchvision_files() or not self.download:
+            return
+        log.info("%s: not found in %s or %s, downloading", self.title, self.data_dir, self.npz_path)
+        self.download_torchvision()
+
+    def missing(self, where: Path) -> UserError:
+        """The error for torchvision's files absent at `setup` (not downloaded, or not allowed to be)."""
+        why = "dataset.download is false" if not self.download else "they were not downloaded (prepare_data)"
+        return UserError(
+            f"{self.title} not found in {where} or {self.npz_path} and {why}; point paths.data_dir "
+            "(or CHITA_DATA_DIR) at a folder with torchvision's files or the array file"
+        )
+
+    def data_source(self) -> str:
+        kind, where = ("array file", self.npz_path) if self.uses_npz() else ("torchvision's files", self.data_dir)
+        return f"{self.title}: {kind} in {where}"
 
     def read_source(self) -> Splits:
         """The raw splits from the source that `source` selects, logging which one."""
-        use_npz = self.source == "npz" or (
-            self.source == "auto" and not self.has_torchvision_files() and self.npz_path.is_file()
-        )
-        if not use_npz:
+        if not self.uses_npz():
             return self.read_torchvision()
         if not self.npz_path.is_file():
             raise UserError(

@@ -109,7 +109,7 @@ class MNISTDataModule(ImageArrayDataModule):
         )
 
     def _root(self) -> Path:
-        """A folder whose MNIST/raw holds the uncompressed files, unpacking or downloading if needed."""
+        """A folder whose MNIST/raw holds the uncompressed files, unpacking them if needed."""
         raw = self.raw_dir
         names = _raw_names()
         if all((raw / name.removesuffix(".gz")).is_file() for name, _ in names):
@@ -130,11 +130,9 @@ class MNISTDataModule(ImageArrayDataModule):
                 partial.replace(target)
             log.info("MNIST: unpacked torchvision's files in %s into %s", raw, cached)
             return self.cache_dir
-        if not self.download:
-            raise UserError(
-                f"MNIST not found in {raw} or {self.npz_path} and dataset.download is false; set paths.data_dir"
-            )
-        log.info("MNIST: not found in %s or %s, downloading", raw, self.npz_path)
+        raise self.missing(raw)
+
+    def download_torchvision(self) -> None:
         from torchvision.datasets import MNIST  # imported only to download
 
         try:
@@ -142,10 +140,9 @@ class MNISTDataModule(ImageArrayDataModule):
             MNIST(self.data_dir, train=False, download=True)
         except Exception as err:  # network or disk failure: tell the user where we looked
             raise UserError(
-                f"MNIST not found in {raw} or {self.npz_path} and the download failed ({err}); point "
+                f"MNIST not found in {self.raw_dir} or {self.npz_path} and the download failed ({err}); point "
                 "paths.data_dir (or CHITA_DATA_DIR) at a folder with MNIST/raw or mnist.npz"
             ) from None
-        return self.data_dir
 
     def read_torchvision(self) -> Splits:
         raw = self._root() / "MNIST" / "raw"

@@ -36,6 +36,9 @@ class SyntheticDataModule(TensorDataModule):
         self.seed = seed
         self.label_resolution = label_resolution
 
+    def data_source(self) -> str:
+        return f"synthetic: {self.num_train_samples} + {self.num_test_samples} samples of shape {self.input_shape}, seed {self.seed}"
+
     def load(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         gen = torch.Generator().manual_seed(self.seed)
         total = self.num_train_samples + self.num_test_samples

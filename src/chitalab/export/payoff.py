@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,10 +128,15 @@ class LoggedModel:
 
 
 def log_model_artifact(
-    target: Any, run_dir: str | Path, name: str = "pruned-model", aliases: Sequence[str] = ("latest",)
+    target: Any,
+    run_dir: str | Path,
+    name: str = "pruned-model",
+    aliases: Sequence[str] = ("latest",),
+    metadata: Mapping[str, Any] | None = None,
 ) -> LoggedModel:
     """Log the run's model as a W&B artifact of type "model": `pruned.sparse` (written from
-    `pruned.pt` when absent) when it is smaller than `pruned.pt`, else `pruned.pt`.
+    `pruned.pt` when absent) when it is smaller than `pruned.pt`, else `pruned.pt`; `metadata`
+    (e.g. the method and sparsity) joins the file's own.
 
     `target`: a Lightning `WandbLogger` (its `.experiment` is used) or a `wandb` run.
     """
@@ -162,6 +167,7 @@ def log_model_artifact(
             "dense_bytes": dense_bytes,
             "sparse_bytes": sparse_bytes,
             "load_with": loader,
+            **(metadata or {}),
         },
     )
     artifact.add_file(str(path))

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vmap
-from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..params import PrunedParams
+from ..progress import progress as progress_bar
 from .hooks import ChunkGradients, LayerGradients, owners
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
@@ -100,7 +100,7 @@ def gradient_chunks(
     chunk_grads = chunk_gradients(model, [pruned.names[i] for i, _, _ in segments], loss_fn, method)
     device = pruned.params[0].device
     starts = range(0, n, chunk_size)
-    for start in tqdm(starts, desc="Fisher gradients", unit="chunk", disable=not progress, leave=False):
+    for start in progress_bar(starts, "Fisher gradients", "chunk", progress):
         stop = min(start + chunk_size, n)
         grads = chunk_grads(x[start:stop].to(device), y[start:stop].to(device))
         rows = (

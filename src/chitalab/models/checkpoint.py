@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from ..errors import UserError
-from .safe_load import PINNED_SHA256, read_checkpoint, sha256
+from ..progress import on_terminal
+from .safe_load import PINNED_SHA256, read_checkpoint
 
 log = logging.getLogger(__name__)
 STATE_DICT_KEYS = ("model_state_dict", "state_dict", "model")
@@ -44,22 +45,22 @@ def extract_state_dict(obj: object) -> dict[str, Tensor]:
 
 
 def download(url: str, path: Path) -> None:
-    """Fetch `url` to `path` (atomically) and check its pinned SHA-256 when the file is one of
-    the paper's, or raise a UserError saying what failed."""
+    """Fetch `url` to `path` with `torch.hub.download_url_to_file` (a bar on a terminal; written
+    to a temporary file, moved into place when complete) and check its pinned SHA-256 when the
+    file is one of the paper's, or raise a UserError saying what failed."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(path.suffix + ".part")
+    expected = PINNED_SHA256.get(path.name)
     log.info("downloading %s to %s", url, path)
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as f:
-            f.write(response.read())
+        torch.hub.download_url_to_file(url, str(path), hash_prefix=expected, progress=on_terminal())
+    except RuntimeError as err:  # the hash check (the partial file is removed)
+        if "invalid hash value" not in str(err):
+            raise
+        raise UserError(
+            f"the download of {url} does not have the pinned SHA-256 {expected}; it was discarded"
+        ) from None
     except OSError as err:
-        partial.unlink(missing_ok=True)
         raise UserError(f"checkpoint not found at {path} and downloading {url} failed ({err})") from None
-    expected = PINNED_SHA256.get(path.name)
-    if expected is not None and sha256(partial) != expected:
-        partial.unlink(missing_ok=True)
-        raise UserError(f"the download of {url} does not have the pinned SHA-256 {expected}; it was discarded")
-    partial.replace(path)
 
 
 def url_file_name(url: str) -> str:

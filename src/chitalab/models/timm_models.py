@@ -8,7 +8,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, require_extra
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 def create_timm_model(name: str, num_classes: int | None = None, pretrained: bool = False) -> nn.Module:
     """`timm.create_model(name)`; with `pretrained`, timm fetches the weights (or takes them from
     its local cache), and a failure names the alternatives instead of ending in a traceback."""
+    require_extra("timm", "timm", f"model {name}")
     import timm  # imported here: it adds a second to every start-up otherwise
 
     if not timm.is_model(name):
@@ -35,4 +36,14 @@ def create_timm_model(name: str, num_classes: int | None = None, pretrained: boo
             "to prune random weights"
         ) from None
     log.info("loaded timm's pretrained weights for %s", name)
+    trained_for = dict(getattr(model, "pretrained_cfg", None) or {}).get("num_classes")
+    if num_classes is not None and trained_for and num_classes != trained_for:
+        log.warning(
+            "model.pretrained=true: timm's weights for %s classify %d classes, the data set has %d; the classifier "
+            "head is new and random (fine-tune it with schedule=gradual, or prune on a %d-class data set)",
+            name,
+            trained_for,
+            num_classes,
+            trained_for,
+        )
     return model

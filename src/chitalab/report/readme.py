@@ -22,14 +22,19 @@ def report_sections(report: Path) -> dict[str, str]:
     return sections
 
 
-def _relink(relative: str, match: re.Match[str]) -> str:
-    """An image link of the report, relative to the target file."""
-    return f"![{match.group(1)}]({relative}/{match.group(2)})"
+def _relink(relative: str, link_base: str | None, match: re.Match[str]) -> str:
+    """An image of the report for the target file: an absolute link under `link_base` (e.g. the
+    repository's raw-file URL), or without one the figure's path as text (a relative link
+    breaks wherever the file is shown outside the repository, e.g. on a package index)."""
+    path = f"{relative}/{match.group(2)}"
+    if link_base:
+        return f"![{match.group(1)}]({link_base.rstrip('/')}/{path})"
+    return f"Figure ({match.group(1)}): `{path}` in the repository."
 
 
-def update_markdown(target: Path, report: Path) -> list[str]:
+def update_markdown(target: Path, report: Path, link_base: str | None = None) -> list[str]:
     """Replace the text between `<!-- report:NAME -->` and `<!-- /report:NAME -->` in `target`
-    with the report's section NAME; returns the names replaced."""
+    with the report's section NAME (figures as `_relink` writes them); returns the names replaced."""
     text = target.read_text()
     replaced = []
     for name, body in report_sections(report).items():
@@ -37,7 +42,7 @@ def update_markdown(target: Path, report: Path) -> list[str]:
         if start not in text or end not in text:
             continue
         relative = os.path.relpath(report.parent, target.parent)
-        body = IMAGE.sub(partial(_relink, relative), body)
+        body = IMAGE.sub(partial(_relink, relative, link_base), body)
         head, _, rest = text.partition(start)
         _, _, tail = rest.partition(end)
         text = f"{head}{start}\n{body}\n{end}{tail}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -19,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..data import PruningDataModule
-from ..errors import UserError, check_fraction, check_int
+from ..errors import UserError, check_fraction, check_int, require_extra
 from ..models import ModelSpec
 from ..outputs import dotted_keys
 from ..pruning import Pruner
@@ -45,13 +46,20 @@ def resolve_device(accelerator: str, devices: Any) -> torch.device:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python's, NumPy's and torch's generators, as Lightning's `seed_everything` does
-    (also its environment variables, which DDP workers read), without importing Lightning."""
+    """Lightning's `seed_everything(seed, workers=True)` when Lightning is loaded (a gradual run's
+    schedule imports it); otherwise the same seeding (Python, NumPy, torch on all devices, and
+    the environment variables DDP and dataloader workers read) without the seconds of importing
+    Lightning into a one-shot run."""
+    if "lightning.pytorch" in sys.modules:
+        from lightning.pytorch import seed_everything as lightning_seed_everything
+
+        lightning_seed_everything(seed, workers=True)
+        return
     os.environ["PL_GLOBAL_SEED"] = str(seed)
-    os.environ["PL_SEED_WORKERS"] = "0"
+    os.environ["PL_SEED_WORKERS"] = "1"
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)  # all devices
+    torch.manual_seed(seed)
 
 
 def deferred(cfg: DictConfig) -> Callable[..., Any]:
@@ -137,14 +145,23 @@ def check_values(cfg: DictConfig) -> None:
     read_ckpt_path(cfg.get("ckpt_path"), kind)
 
 
+def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
+    """The experiment logger's factory (None: `logger=none`); W&B's package is an extra."""
+    if not cfg.get("logger") or "_target_" not in cfg.logger:
+        return None
+    if "wandb" in str(cfg.logger._target_).lower():
+        require_extra("wandb", "wandb", "logger=wandb", instead="choose logger=csv or logger=none")
+    return deferred(cfg.logger)
+
+
 def read_job(cfg: DictConfig) -> JobConfig:
     """Validate and instantiate the job's objects; cheap checks and the pruner come first, so bad
     values fail before data or weights are read."""
     sparsity = check_fraction("sparsity", cfg.sparsity)
     seed = check_int("seed", cfg.seed, 0)
+    kind: RunKind = instantiate(cfg.schedule)  # first: a gradual schedule loads Lightning, which then seeds
     seed_everything(seed)  # before any object with random state is built
     pruner: Pruner = instantiate(cfg.pruner)
-    kind: RunKind = instantiate(cfg.schedule)
     pattern: PatternFactory = instantiate(cfg.pattern)
     device = resolve_device(cfg.trainer.get("accelerator", "auto"), cfg.trainer.get("devices", 1))
     overrides = {"batch_size": kind.batch_size} if kind.batch_size else {}
@@ -166,7 +183,7 @@ def read_job(cfg: DictConfig) -> JobConfig:
         pattern=pattern,
         kind=kind,
         trainer=deferred(cfg.trainer),
-        logger=deferred(cfg.logger) if cfg.get("logger") and "_target_" in cfg.logger else None,
+        logger=read_logger(cfg),
         report=report_keys(cfg),
         deploy=instantiate(cfg.deploy) if cfg.get("deploy") else DeployOptions(latency=False),
         config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),

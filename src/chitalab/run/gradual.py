@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from ..errors import ArgumentError, UserError, check_choice, check_fraction, check_int, check_number
 from ..pruning.schedules import SPARSITY_SCHEDULES, pruning_epochs, sparsity_levels

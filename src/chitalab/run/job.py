@@ -4,6 +4,7 @@ work (`Job`: data set up, model loaded and checked, pruned weights, constraint, 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from ..data import PruningDataModule
 from ..errors import ArgumentError, UserError
 from ..models import ModelSpec, load_model, loss_function
 from ..params import PrunedParams, keep_count, select_pruned
+from ..progress import on_terminal
 from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 from ..training import recalibrate_batchnorm
@@ -24,8 +26,8 @@ from .dense_cache import DenseBaseline, DenseCache, baseline_key
 from .results import Evaluation, ReportKeys
 
 if TYPE_CHECKING:  # Lightning is imported only by the runs that build a Trainer (gradual)
-    import pytorch_lightning as pl
-    from pytorch_lightning.callbacks import Callback
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,7 @@ class Job:
         takes seconds; it then overlaps the job's work). `logger` waits for it."""
         if self.config.logger is not None and self._logger_future is None:
             pool = ThreadPoolExecutor(1, thread_name_prefix="logger")
-            self._logger_future = pool.submit(started_logger, self.config.logger)
+            self._logger_future = pool.submit(started_logger, self.config.logger, self.config.config)
             pool.shutdown(wait=False)  # the thread ends with its one task
 
     @cached_property
@@ -119,7 +121,7 @@ class Job:
         then shared by the Trainer and the final summary."""
         if self._logger_future is not None:
             return self._logger_future.result()
-        return self.config.logger() if self.config.logger is not None else None
+        return started_logger(self.config.logger, self.config.config) if self.config.logger is not None else None
 
     def built_logger(self) -> Any:
         """The experiment logger if it has been built (or is being started), else None."""
@@ -137,7 +139,7 @@ class Job:
         return c.trainer(
             logger=self.logger if self.logger is not None else False,
             callbacks=list(callbacks),
-            enable_progress_bar=c.progress,
+            enable_progress_bar=c.progress and on_terminal(),  # no carriage returns in log files
             default_root_dir=str(c.out_dir),
             **kwargs,
         )
@@ -204,10 +206,14 @@ class Job:
         )
 
 
-def started_logger(factory: Callable[[], Any]) -> Any:
-    """The logger `factory` builds, with its run started (`experiment`: W&B's init)."""
+def started_logger(factory: Callable[[], Any], config: dict[str, Any]) -> Any:
+    """The logger `factory` builds, with its run started (`experiment`: W&B's init) and the job's
+    `config` logged at once (a long or crashed run shows it from the start)."""
     logger = factory()
-    getattr(logger, "experiment", None)
+    run: Any = getattr(logger, "experiment", None)
+    logger.log_hyperparams(config)
+    if getattr(run, "dir", None):  # W&B (its own banner is silenced: chitalab.noise)
+        log.info("W&B run %s in %s (`wandb sync` uploads an offline run)", run.name, Path(run.dir).parent)
     return logger
 
 
@@ -224,17 +230,21 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
 
 
 def build_job(config: JobConfig) -> Job:
-    """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
+    """Load the model, set up the data (in the model's preprocessing where it has one), check that
+    they fit, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
     log.info("setting up %s and %s", config.dataset, config.model.name)
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP: one download per machine, before the other ranks start
+        datamodule.prepare_data()
+    net = load_model(config.model)
+    datamodule.adapt_to(net)
     datamodule.setup("fit")
     needed = config.pruner.samples_needed()
     if needed > datamodule.num_train:
         raise UserError(
             f"the pruner needs {needed} training samples at once (n_samples x mini_bsz, or the step search's) "
-            f"but the training set has {datamodule.num_train}"
+            f"but the training set has {datamodule.num_train}; lower pruner.gradients.n_samples"
         )
-    net = load_model(config.model)
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     try:

@@ -1,5 +1,5 @@
-"""Logger glue: the job's config and final metrics to the experiment logger (W&B offline by
-default, CSV, or none), the model artifact, and the run closed."""
+"""Logger glue: the final metrics to the experiment logger (W&B offline by default, CSV, or
+none; the config was logged when it started), the model artifact, and the run closed."""
 
 from __future__ import annotations
 
@@ -10,31 +10,41 @@ from typing import TYPE_CHECKING, Any
 from ..outputs import flatten_metrics
 
 if TYPE_CHECKING:
-    from pytorch_lightning.loggers import Logger
+    from lightning.pytorch.loggers import Logger
+
+
+def wandb_logger(**kwargs: Any) -> Logger:
+    """Lightning's WandbLogger (`kwargs` as it takes them) without the `anonymous` key it always
+    passes to `wandb.init`, which W&B answers with a deprecation note on every run."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    logger = WandbLogger(**kwargs)
+    logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def log_run(
     logger: Logger | None,
-    config: dict[str, Any],
     metrics: dict[str, float],
     series: Sequence[dict] = (),
     out_dir: Path | None = None,
+    artifact_metadata: dict[str, Any] | None = None,
 ) -> None:
-    """Record the job's config, a per-stage series (one step per entry), the final metrics and,
+    """Record what is left of a per-stage series (one step per entry), the final metrics and,
     on W&B, the pruned model from `out_dir` as a model artifact (the sparse checkpoint when it
-    is smaller), then close the run."""
+    is smaller) with `artifact_metadata`, then close the run."""
     if logger is None:
         return
-    from pytorch_lightning.loggers import WandbLogger  # a logger exists: Lightning is loaded already
+    from lightning.pytorch.loggers import WandbLogger  # a logger exists: Lightning is loaded already
 
-    logger.log_hyperparams(config)
     for step, record in enumerate(series):
-        logger.log_metrics(flatten_metrics(record, "stage/"), step=step)
+        if record:
+            logger.log_metrics(flatten_metrics(record, "stage/"), step=step)
     logger.log_metrics(metrics)
     if isinstance(logger, WandbLogger) and out_dir is not None:
         from ..export import log_model_artifact
 
-        log_model_artifact(logger, out_dir)
+        log_model_artifact(logger, out_dir, metadata=artifact_metadata)
     logger.finalize("success")
     if isinstance(logger, WandbLogger):
         logger.experiment.finish()  # a multirun starts a new W&B run per job
@@ -44,7 +54,7 @@ def mark_failed(logger: Logger | None) -> None:
     """Close the run of a failed job as failed (a W&B run started by then gets exit code 1)."""
     if logger is None:
         return
-    from pytorch_lightning.loggers import WandbLogger
+    from lightning.pytorch.loggers import WandbLogger
 
     try:
         logger.finalize("failed")

@@ -14,6 +14,7 @@ from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
 from ..params import check_finite_state
 from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run, mark_failed
+from .provenance import provenance
 from .results import Results, Seconds, Sparsity
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy:
         trajectory=outcome.trajectory,
         report=c.report,
         deploy=deploy,
+        provenance=provenance(c.model, c.datamodule.data_source()),
     )
 
 
@@ -79,7 +81,9 @@ def run(config: JobConfig, start: float) -> Results:
             summary = results.to_dict()
             keys = ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")
             metrics = flatten_metrics({k: summary[k] for k in keys})
-            log_run(job.logger, job.config.config, metrics, outcome.unlogged_series, job.config.out_dir)
+            metadata = {key: summary[key] for key in ("model", "dataset", "method", "schedule", "seed")}
+            metadata |= {"sparsity": results.sparsity.measured, "pruned_test_acc": results.pruned.test_acc}
+            log_run(job.logger, metrics, outcome.unlogged_series, job.config.out_dir, metadata)
             log.info("wrote %s", job.config.out_dir)
     except BaseException:
         mark_failed(job.built_logger())

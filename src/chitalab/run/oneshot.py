@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import logging
 
+from ..outputs import flatten_metrics
 from ..training.inference import evaluate_model
 from .job import Job, RunOutcome
 from .results import Evaluation
 
 log = logging.getLogger(__name__)
+LIVE_STAGE_KEYS = ("test_acc", "test_loss", "measured_sparsity")
+"""What each CHITA++ stage logs as it ends; the rest of its record (timings, objective) follows the run."""
 
 
 class OneShot:
@@ -35,7 +38,19 @@ class OneShot:
 
         dense = job.dense_baseline(evaluate, channels_last=self.channels_last)
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
-        outcome = c.pruner.prune(job.context(evaluate=evaluate), c.sparsity)
+        stages_done = 0
+
+        def evaluate_stage() -> dict[str, float]:
+            """A CHITA++ stage's evaluation, logged at once with its sparsity (step = stage)."""
+            nonlocal stages_done
+            metrics = evaluate()
+            if job.logger is not None:
+                live = {**metrics, "measured_sparsity": job.pruned.sparsity()}
+                job.logger.log_metrics(flatten_metrics(live, "stage/"), step=stages_done)
+            stages_done += 1
+            return metrics
+
+        outcome = c.pruner.prune(job.context(evaluate=evaluate_stage), c.sparsity)
         job.pruned.assign(outcome.weights)
         after = Evaluation.of(evaluate())
         log.info("pruned model: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)
@@ -47,5 +62,5 @@ class OneShot:
             solver=outcome.stats,
             trajectory=outcome.stages,
             writes_outputs=True,  # a single process: no Trainer, no DDP ranks
-            unlogged_series=outcome.stages,
+            unlogged_series=[{k: v for k, v in r.items() if k not in LIVE_STAGE_KEYS} for r in outcome.stages],
         )

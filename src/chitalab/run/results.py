@@ -7,7 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)  # version 2: no provenance block
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,22 @@ class ReportKeys:
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """Where a result came from: the weights (file and SHA-256, or timm's pretrained name), the
+    data source, the code (git commit, or the package version outside a checkout), library
+    versions, the UTC time and the host."""
+
+    checkpoint: str | None
+    checkpoint_sha256: str | None
+    pretrained: str | None  # timm's weights by model name (model.pretrained=true)
+    data_source: str
+    code_version: str
+    versions: dict[str, str]  # python, torch, lightning, hydra-core, chitalab (and timm when installed)
+    time_utc: str
+    host: str
+
+
+@dataclass(frozen=True)
 class Results:
     """One job's results.json. `method` is the pruner's label ("CHITA (block)"), `pruner` its
     settings; `solver` the solver's statistics; `trajectory` one record per CHITA++ stage or
@@ -70,6 +87,7 @@ class Results:
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     report: ReportKeys = field(default_factory=ReportKeys)
     deploy: dict[str, Any] | None = None  # size, MACs and latency (`chitalab.export.deploy_summary`)
+    provenance: Provenance | None = None  # None only in files of schema version 2
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,15 +99,20 @@ class Results:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Results:
-        """Read a results dict; a file of another schema version is refused (ValueError)."""
+        """Read a results dict of a readable schema version (an older one lacks the provenance
+        block); another version is refused (ValueError)."""
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise ValueError(f"results schema version {version!r}, this chitalab reads {SCHEMA_VERSION}")
+        if version not in READABLE_VERSIONS:
+            raise ValueError(
+                f"results schema version {version!r}, this chitalab reads {', '.join(map(str, READABLE_VERSIONS))}"
+            )
         nested = {"sparsity": Sparsity, "dense": Evaluation, "pruned": Evaluation, "seconds": Seconds}
         values = dict(data)
         for key, kind in nested.items():
             values[key] = kind(**data[key])
         values["report"] = ReportKeys(**data.get("report", {}))
+        if data.get("provenance") is not None:
+            values["provenance"] = Provenance(**data["provenance"])
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(values) - names
         if unknown:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
@@ -60,8 +60,9 @@ class Classifier(pl.LightningModule):
         x, y = batch
         out = self(x)
         self.accuracy.update(out, y)
-        self.log(f"{self.stage}/test_loss", self.loss_fn(out, y), prog_bar=True)
-        self.log(f"{self.stage}/test_acc", self.accuracy, prog_bar=True)
+        # returned by `evaluate` only: the run logs them once, in percent, with its results
+        self.log(f"{self.stage}/test_loss", self.loss_fn(out, y), prog_bar=True, logger=False)
+        self.log(f"{self.stage}/test_acc", self.accuracy, prog_bar=True, logger=False)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:
@@ -78,5 +79,6 @@ class Classifier(pl.LightningModule):
     def evaluate(self, trainer: pl.Trainer, dataloader: DataLoader, stage: str) -> dict[str, float]:
         """Run `trainer.test` on `dataloader`; returns `test_metrics` (accuracy in percent)."""
         self.stage = stage
-        metrics = trainer.test(self, dataloaders=dataloader, verbose=False)[0]
+        trainer.test(self, dataloaders=dataloader, verbose=False)
+        metrics = trainer.callback_metrics  # logged with logger=False: not in test()'s return value
         return test_metrics(100.0 * float(metrics[f"{stage}/test_acc"]), float(metrics[f"{stage}/test_loss"]))

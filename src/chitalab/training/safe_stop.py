@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 
 from ..signals import STOP
 
