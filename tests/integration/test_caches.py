@@ -31,3 +31,9 @@ def test_a_second_job_reads_the_fisher_store_and_the_dense_baseline(tmp_path):
     assert off["pruned"]["test_acc"] == first["pruned"]["test_acc"]
     other_seed = run(tmp_path, "seed", "sparsity=0.8", "seed=1")
     assert (other_seed["solver"]["fisher_store"], other_seed["dense"]["cached"]) == ("miss", False)
+
+
+def test_only_the_first_chitapp_stage_uses_the_fisher_store(tmp_path):
+    run(tmp_path, "chitapp", "pruner=chitapp", "pruner.num_stages=3", "pruner.stage_pruner.step_search=null")
+    entries = list((tmp_path / "cache" / "fisher").glob("*.fisher"))
+    assert len(entries) == 1  # later stages start from weights no other job shares

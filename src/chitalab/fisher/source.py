@@ -52,27 +52,12 @@ class FisherGradients:
         self.store = store
         self.store_status = "off" if store is None else "unread"
         self._stored: StoredGradients | None = None
+        self._whole: Tensor | None = None  # G kept in memory after computing it for the store
 
     def columns(self, start: int, stop: int) -> Tensor:
         """Columns [start, stop) of G (n x (stop − start), column-major); refused when not finite."""
         tic = time.perf_counter()
-        if self.store is not None:
-            G = self.stored().read(start, stop)
-        else:
-            G = collect_gradients(
-                self.model,
-                self.pruned,
-                self.loss_fn,
-                self.x,
-                self.y,
-                mini_bsz=self.source.mini_bsz,
-                chunk_size=self.plan.chunk_size,
-                dtype=self.source.torch_dtype,
-                progress=self.progress,
-                columns=(start, stop),
-                method=self.source.method,
-            )
-            check_finite_gradients(G)
+        G = self._collect((start, stop)) if self.store is None else self._from_store(start, stop)
         self.seconds += time.perf_counter() - tic
         return G
 
@@ -86,26 +71,52 @@ class FisherGradients:
         """What results.json records about G: the memory plan and the store's hit or miss."""
         return {"memory_plan": self.plan.summary(), "fisher_store": self.store_status}
 
-    def stored(self) -> StoredGradients:
-        """The store's entry for this G, computed and written on a miss (G's rows in chunks
-        small enough for the memory budget with every column at once: one gradient pass
-        whatever the number of groups)."""
+    def _collect(self, columns: tuple[int, int] | None) -> Tensor:
+        G = collect_gradients(
+            self.model,
+            self.pruned,
+            self.loss_fn,
+            self.x,
+            self.y,
+            mini_bsz=self.source.mini_bsz,
+            chunk_size=self.plan.chunk_size,
+            dtype=self.source.torch_dtype,
+            progress=self.progress,
+            columns=columns,
+            method=self.source.method,
+        )
+        check_finite_gradients(G)
+        return G
+
+    def _from_store(self, start: int, stop: int) -> Tensor:
+        if self._whole is None and self._stored is None:
+            self._open_or_write()
+        if self._whole is not None:
+            return self._whole[:, start:stop]
+        assert self._stored is not None
+        return self._stored.read(start, stop)
+
+    def _open_or_write(self) -> None:
+        """Open the store's entry for this G, or compute G and write it: whole in memory when the
+        plan has one group (and kept), else in one pass over all columns, chunks of rows small
+        enough for the budget with every column at once, read back group by group."""
         assert self.store is not None
-        if self._stored is not None:
-            return self._stored
-        source, n, p = self.source, self.plan.n, self.pruned.numel
+        source, n, p, dtype = self.source, self.plan.n, self.pruned.numel, self.source.torch_dtype
         settings = {"mini_bsz": source.mini_bsz, "dtype": source.dtype, "method": source.method}
         key = gradient_key(self.model, self.pruned, self.loss_fn, self.x, self.y, settings)
-        stored = self.store.open(key, n, p, source.torch_dtype)
-        if stored is not None:
+        self._stored = self.store.open(key, n, p, dtype)
+        if self._stored is not None:
             self.store_status = "hit"
             log.info("Fisher store: hit (%s)", self.store.path(key))
+            return
+        self.store_status = "miss"
+        if len(self.plan.groups) == 1:
+            self._whole = self._collect(None)
+            chunk = self.plan.chunk_size
+            self.store.write(key, n, p, dtype, (self._whole[i : i + chunk] for i in range(0, n, chunk)))
         else:
-            self.store_status = "miss"
-            stored = self.store.write(key, n, p, source.torch_dtype, self._finite_chunks(self.one_pass_chunk_size()))
-            log.info("Fisher store: miss; G computed and written to %s", self.store.path(key))
-        self._stored = stored
-        return stored
+            self._stored = self.store.write(key, n, p, dtype, self._finite_chunks(self.one_pass_chunk_size()))
+        log.info("Fisher store: miss; G computed and written to %s", self.store.path(key))
 
     def one_pass_chunk_size(self) -> int:
         """Rows per chunk when every column is computed at once, within the plan's budget: the
@@ -183,10 +194,12 @@ class GradientSource:
         workspace: int = 0,
         hint: str = "",
         progress: bool = True,
+        reusable: bool = True,
     ) -> FisherGradients:
         """Plan G for the samples (x, y): column groups ending at `cuts` (None: G whole) that fit
         the budget with `workspace` bytes left for the solver. The plan is logged; a budget too
-        small raises a UserError naming the knobs (and `hint`, the pruner's own)."""
+        small raises a UserError naming the knobs (and `hint`, the pruner's own). `reusable`:
+        whether another job may need this G (the Fisher store is used only then)."""
         tic = time.perf_counter()
         m = self.mini_bsz
         plan = plan_fisher(
@@ -201,6 +214,6 @@ class GradientSource:
             hint=f"; {hint + ', ' if hint else ''}{MEMORY_KNOBS}, or raise gradients.max_memory_gb",
         )
         log.info(plan.describe())
-        store = FisherStore(self.store_dir, self.store_max_gb) if self.store else None
+        store = FisherStore(self.store_dir, self.store_max_gb) if self.store and reusable else None
         seconds = time.perf_counter() - tic
         return FisherGradients(self, model, pruned, loss_fn, x, y, plan, progress, seconds, store)

@@ -28,11 +28,14 @@ def prepare_gradients(
     ctx: PruneContext, source: GradientSource, cuts: list[int] | None = None, workspace: int = 0, hint: str = ""
 ) -> FisherGradients:
     """Draw this step's and stage's Fisher samples and plan G for them (see
-    `GradientSource.prepare`); the draw counts towards the Fisher's seconds."""
+    `GradientSource.prepare`); the draw counts towards the Fisher's seconds. Only the first
+    stage of the first step starts from weights other jobs share (the loaded model), so only
+    its G goes to the Fisher store."""
     tic = time.perf_counter()
     x, y = ctx.draw("fisher", source.samples_needed)
     drawn = time.perf_counter() - tic
-    fisher = source.prepare(ctx.model, ctx.pruned, ctx.loss_fn, x, y, cuts, workspace, hint, ctx.progress)
+    reusable = ctx.stage == 0 and ctx.step == 0
+    fisher = source.prepare(ctx.model, ctx.pruned, ctx.loss_fn, x, y, cuts, workspace, hint, ctx.progress, reusable)
     fisher.seconds += drawn
     return fisher
 
