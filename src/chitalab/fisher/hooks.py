@@ -13,8 +13,9 @@ back to that path (`gradients.collect_gradients`).
 The loss function must be the mean of per-sample losses over the batch (cross-entropy, NLL),
 and the model in eval mode, so that the samples of a batch do not interact. Only plain
 `nn.Linear` and `nn.Conv2d` modules have rules (a subclass may use its weight differently),
-and the first row of every collection is checked against ordinary autograd: a model where the
-rules do not hold (a weight also used outside its layer's call, a loss that is not a batch
+the first chunk of every collection is checked against ordinary autograd (its rows must add up
+to the batched weight gradient of the same pass, and the loss must be a batch mean): a model
+where the rules do not hold (a weight also used outside its layer's call, a loss that is not a batch
 mean) is caught there and handed to the fallback.
 """
 
@@ -155,8 +156,8 @@ class LayerGradients:
     tensors, one per module, each row the gradient of the mean loss over its m samples.
 
     Outputs are recorded in place (no copy) until a forward pass changes one in place; from
-    then on they are copied (`copy_outputs`). The first call checks its first row against
-    autograd; if they differ, this and every later call go to `fallback` (None: an error)."""
+    then on they are copied (`copy_outputs`). The first call is checked against autograd (see
+    `gradients`); if it fails, this and every later call go to `fallback` (None: an error)."""
 
     def __init__(
         self, model: nn.Module, modules: Sequence[Layer], loss_fn: LossFn, fallback: ChunkGradients | None = None
@@ -174,14 +175,15 @@ class LayerGradients:
             return self.fallback(x, y)
         rows = x.shape[0]
         batch_x, batch_y = x.reshape(-1, *x.shape[2:]), y.reshape(-1)
-        grads = self.gradients(batch_x, batch_y, rows)
-        if grads is None:
+        result = self.gradients(batch_x, batch_y, rows, check=not self.checked)
+        if result is None:
             self.copy_outputs = True
-            grads = self.gradients(batch_x, batch_y, rows)
-            assert grads is not None
+            result = self.gradients(batch_x, batch_y, rows, check=not self.checked)
+            assert result is not None
+        grads, consistent = result
         if not self.checked:
             self.checked = True
-            if not self.first_row_agrees(x[0], y[0], grads):
+            if not consistent:
                 if self.fallback is None:
                     raise ValueError(
                         "gradients.method=hooks: the layer rules disagree with autograd on this model (a weight "
@@ -192,40 +194,36 @@ class LayerGradients:
                 return self.fallback(x, y)
         return [grads[m] for m in self.modules]
 
-    def first_row_agrees(self, x: Tensor, y: Tensor, grads: dict[Layer, Tensor]) -> bool:
-        """Whether the first row equals ordinary autograd's gradient of the mean loss of its samples."""
-        weights = [m.weight for m in self.unique]
-        with torch.enable_grad(), weights_requiring_grad(self.unique):
-            reference = torch.autograd.grad(self.loss_fn(self.model(x), y), weights, allow_unused=True)
-        for module, ref in zip(self.unique, reference):
-            ref = torch.zeros_like(module.weight) if ref is None else ref
-            scale = float(ref.abs().max()) or 1.0
-            if not torch.allclose(grads[module][0], ref, rtol=1e-3, atol=1e-4 * scale):
-                return False
-        return True
-
-    def gradients(self, x: Tensor, y: Tensor, rows: int) -> dict[Layer, Tensor] | None:
-        """None when an output was changed in place (and outputs were not copied)."""
+    def gradients(self, x: Tensor, y: Tensor, rows: int, check: bool) -> tuple[dict[Layer, Tensor], bool] | None:
+        """The rows' gradients per module, and (with `check`) whether the rules hold on this
+        batch: the loss is a batch mean, and the rows add up to autograd's weight gradient of
+        the same forward pass (so float rounding, not a different batch, is all that differs).
+        None when an output was changed in place (and outputs were not copied)."""
+        weights = [m.weight for m in self.unique] if check else []
         with (
             torch.enable_grad(),
             weights_requiring_grad(self.unique),
             recording(self.unique, self.copy_outputs) as calls,
         ):
+            logits = self.model(x)
             # The sum over rows of each row's mean loss: loss_fn averages over the whole batch.
-            total = self.loss_fn(self.model(x), y) * rows
+            total = self.loss_fn(logits, y) * rows
+            for module, per_module in zip(self.unique, calls):
+                if any(call.input_changed() for call in per_module):
+                    raise RuntimeError(
+                        f"the input of {type(module).__name__} was changed in place after the layer read it; "
+                        "use gradients.method=vmap for this model"
+                    )
             if any(call.output_changed() for per_module in calls for call in per_module):
                 return None
             outputs = [call.output for per_module in calls for call in per_module]
-            output_grads = iter(torch.autograd.grad(total, outputs, allow_unused=True))
+            wanted = torch.autograd.grad(total, outputs + weights, allow_unused=True)
+            output_grads = iter(wanted[: len(outputs)])
+        consistent = not check or self.loss_is_batch_mean(logits.detach(), y, rows)
         grads: dict[Layer, Tensor] = {}
         with torch.no_grad():
             for module, per_module in zip(self.unique, calls):
                 for call in per_module:  # a module called more than once adds up its calls
-                    if call.input_changed():
-                        raise RuntimeError(
-                            f"the input of {type(module).__name__} was changed in place after the layer read it; "
-                            "use gradients.method=vmap for this model"
-                        )
                     g = next(output_grads)
                     if g is None:
                         continue
@@ -234,4 +232,24 @@ class LayerGradients:
         for module in self.unique:  # a layer the loss does not depend on
             if module not in grads:
                 grads[module] = torch.zeros(rows, *module.weight.shape, dtype=module.weight.dtype, device=x.device)
-        return grads
+        for module, batched in zip(self.unique, wanted[len(outputs) :]):
+            reference = torch.zeros_like(module.weight) if batched is None else batched
+            scale = float(reference.abs().max()) or 1.0
+            consistent = consistent and torch.allclose(
+                grads[module].sum(dim=0), reference, rtol=1e-3, atol=1e-4 * scale
+            )
+        return grads, consistent
+
+    def loss_is_batch_mean(self, logits: Tensor, y: Tensor, rows: int) -> bool:
+        """Whether the loss of the batch is the sample-weighted mean of its two halves' losses
+        (a split at a row boundary; true for mean reductions, false for sums)."""
+        if rows < 2:
+            return True
+        half = rows // 2 * (len(y) // rows)
+        whole, first, second = (
+            float(self.loss_fn(logits, y)),
+            float(self.loss_fn(logits[:half], y[:half])),
+            float(self.loss_fn(logits[half:], y[half:])),
+        )
+        mean = (half * first + (len(y) - half) * second) / len(y)
+        return abs(whole - mean) <= 1e-4 * max(abs(whole), abs(mean), 1e-12)
