@@ -34,6 +34,7 @@ RESULT_KEYS = {
     "seconds",
     "peak_memory_mb",
     "solver",
+    "pattern_check",
 }
 
 
@@ -159,7 +160,9 @@ BAD_INPUTS = {
         ["pruner/solver=newton"],
         "unknown pruner/solver 'newton'; choose one of: active_set, backsolve, iht",
     ),
-    "unknown_pattern": (["pattern=diagonal"], "unknown pattern 'diagonal'; choose one of: unstructured"),
+    "unknown_pattern": (["pattern=diagonal"], "unknown pattern 'diagonal'; choose one of: nm, unstructured"),
+    "nm_n_above_m": (["pattern=nm", "pattern.n=5"], "pattern.n=5 is not allowed; it must be at most m=4"),
+    "nm_m_zero": (["pattern=nm", "pattern.m=0"], "pattern.m=0 is not allowed; it must be an integer >= 1"),
     "solver_iterations": (
         ["pruner.solver.iterations=-1"],
         "pruner.solver.iterations=-1 is not allowed; it must be an integer >= 0",

@@ -16,7 +16,7 @@ import torch
 from ..data import PruningDataModule
 from ..errors import ArgumentError, UserError
 from ..models import ModelSpec, load_model, loss_function
-from ..params import PrunedParams, keep_count, select_pruned
+from ..params import PrunedParams, keep_count, select_pruned, sparsity_keeping
 from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 from ..training import recalibrate_batchnorm
@@ -101,6 +101,7 @@ class Job:
     pruned: PrunedParams
     constraint: SparsityConstraint
     samples: SampleStream
+    sparsity: float  # the target: `config.sparsity`, or the one the pattern fixes (N:M)
     _logger_future: Future | None = field(default=None, init=False, repr=False)
 
     def start_logger(self) -> None:
@@ -190,6 +191,18 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
         ) from None
 
 
+def target_sparsity(constraint: SparsityConstraint, sparsity: float, numel: int) -> float:
+    """The run's target: `sparsity`, unless the pattern fixes the budget (N:M), whose sparsity
+    then replaces it (with a warning when the two differ)."""
+    kept = constraint.fixed_keep()
+    if kept is None:
+        return sparsity
+    fixed = sparsity_keeping(kept, numel)
+    if keep_count(sparsity, numel) != kept:
+        log.warning("the pattern fixes the sparsity at %.4g (keep %d); sparsity=%g is not used", fixed, kept, sparsity)
+    return fixed
+
+
 def build_job(config: JobConfig) -> Job:
     """Set up the data, load and check the model, select the pruned weights and bind the pattern."""
     datamodule = config.datamodule
@@ -208,14 +221,15 @@ def build_job(config: JobConfig) -> Job:
         constraint = config.pattern(shapes=pruned.shapes)
     except ArgumentError as err:
         raise err.with_prefix("pattern") from None
+    sparsity = target_sparsity(constraint, config.sparsity, pruned.numel)
     log.info(
         "pruning %d weights in %d tensors of %s to sparsity %.4g (keep %d) with %s, %s",
         pruned.numel,
         len(pruned.names),
         config.model.name,
-        config.sparsity,
-        keep_count(config.sparsity, pruned.numel),
+        sparsity,
+        keep_count(sparsity, pruned.numel),
         config.pruner.label(),
         config.kind.name,
     )
-    return Job(config, net, pruned, constraint, SampleStream(datamodule, config.seed))
+    return Job(config, net, pruned, constraint, SampleStream(datamodule, config.seed), sparsity)

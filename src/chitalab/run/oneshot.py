@@ -37,7 +37,7 @@ class OneShot:
 
         dense = Evaluation(**evaluate())
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
-        outcome = c.pruner.prune(job.context(evaluate=evaluate), c.sparsity)
+        outcome = c.pruner.prune(job.context(evaluate=evaluate), job.sparsity)
         job.pruned.assign(outcome.weights)
         after = Evaluation(**evaluate())
         log.info("pruned model: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)

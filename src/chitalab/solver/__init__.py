@@ -6,6 +6,7 @@ from .block import BlockSolveResult, ColumnSource, block_backsolve, block_worksp
 from .constraint import GLOBAL_TOP_K, GlobalTopK, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .iht import INITS, iht
+from .nm import NM, nm_groups
 from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
@@ -19,6 +20,7 @@ __all__ = [
     "GLOBAL_TOP_K",
     "IHT",
     "INITS",
+    "NM",
     "POLISH_METHODS",
     "WOODFISHER_UPDATES",
     "ActiveSet",
@@ -44,6 +46,7 @@ __all__ = [
     "hard_threshold",
     "iht",
     "layer_blocks",
+    "nm_groups",
     "obs_update",
     "restrict_to_live",
     "ridge_on_support",
