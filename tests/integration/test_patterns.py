@@ -10,6 +10,7 @@ import torch
 
 from chitalab.models import MLPNet
 from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
+from chitalab.params import keep_count
 from tests.support import SYNTHETIC, run_cli
 from tests.support.patterns import is_n_m
 
@@ -49,3 +50,16 @@ def test_saved_weights_keep_the_n_m_pattern_and_results_record_it(tmp_path, over
         assert layers[name]["sparse_macs"] == int((w != 0).sum()) * layers[name]["uses_per_weight"]
     macs = results["deploy"]["macs"]
     assert macs["sparse"] == sum(layer["sparse_macs"] for layer in layers.values()) < macs["dense"]
+
+
+def test_allocated_per_layer_budgets_hold_on_the_saved_weights(tmp_path):
+    done = run_cli(
+        *SYNTHETIC, "pattern=per_layer", "pattern.mode=allocated", "pruner=chita_block", f"hydra.run.dir={tmp_path}"
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    budgets = results["solver"]["bound_pattern"]["budgets"]
+    assert sum(budgets) == keep_count(0.9, 1184) == results["pattern_check"]["k"]  # sparsity 0.9, 1184 weights
+    counts = [int((w != 0).sum()) for w in saved_weights(tmp_path).values()]
+    assert all(c <= b for c, b in zip(counts, budgets)) and results["pattern_check"]["holds"]
+    assert results["pattern_check"]["layer_nonzero"] == counts

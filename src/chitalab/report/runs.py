@@ -24,7 +24,7 @@ class Run:
     path: Path
     experiment: str | None
     setting: str  # model/dataset, plus the schedule when it is not one-shot
-    method: str  # display label, e.g. "CHITA" or "CHITA (block)"
+    method: str  # display label, e.g. "CHITA", "CHITA (block)", "MP [2:4]" (a pattern's label)
     sparsity: float  # requested
     measured_sparsity: float
     seed: int
@@ -112,7 +112,7 @@ def _record(path: Path, results: Results) -> Run:
         path=path,
         experiment=results.report.experiment,
         setting=setting,
-        method=results.method,
+        method=f"{results.method} [{results.pattern['label']}]" if "label" in results.pattern else results.method,
         sparsity=results.sparsity.requested,
         measured_sparsity=results.sparsity.measured,
         seed=results.seed,

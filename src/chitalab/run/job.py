@@ -222,6 +222,10 @@ def build_job(config: JobConfig) -> Job:
     except ArgumentError as err:
         raise err.with_prefix("pattern") from None
     sparsity = target_sparsity(constraint, config.sparsity, pruned.numel)
+    try:
+        constraint.check_budget(keep_count(sparsity, pruned.numel))
+    except ArgumentError as err:
+        raise err.with_prefix("pattern") from None
     log.info(
         "pruning %d weights in %d tensors of %s to sparsity %.4g (keep %d) with %s, %s",
         pruned.numel,

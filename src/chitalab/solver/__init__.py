@@ -2,11 +2,12 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
-from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks
-from .constraint import GLOBAL_TOP_K, GlobalTopK, SparsityConstraint
+from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks, layer_loss
+from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .iht import INITS, iht
 from .nm import NM, nm_groups
+from .per_layer import PerLayer, allocate
 from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
@@ -29,7 +30,9 @@ __all__ = [
     "BlockSolveResult",
     "ColumnSource",
     "GlobalTopK",
+    "LayerLoss",
     "LiveRestriction",
+    "PerLayer",
     "Polish",
     "Problem",
     "SolveResult",
@@ -37,6 +40,7 @@ __all__ = [
     "SparsityConstraint",
     "Swap",
     "active_set_iht",
+    "allocate",
     "backsolve",
     "block_backsolve",
     "block_workspace_bytes",
@@ -46,6 +50,7 @@ __all__ = [
     "hard_threshold",
     "iht",
     "layer_blocks",
+    "layer_loss",
     "nm_groups",
     "obs_update",
     "restrict_to_live",

@@ -10,12 +10,17 @@ the `pattern` config group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .problem import top_k_mask
+
+LayerLoss = Callable[[int, int, Tensor], Tensor]
+"""(start, stop, δ: J x (stop − start)) -> J values: the pruner's local model of the loss
+increase when the weights [start, stop) of w̄ move by −δ_j (CHITA's objective without the
+first-order term: ½‖G[:, start:stop] δ_j‖² + (nλ/2)‖δ_j‖²; see `chitalab.solver.layer_loss`)."""
 
 CHANGE_STEP_DOUBLINGS = 60
 CHANGE_STEP_BISECTIONS = 40
@@ -75,6 +80,17 @@ class SparsityConstraint(ABC):
                 low = middle
         return high
 
+    def bind(self, w_bar: Tensor, k: int, loss: LayerLoss | None) -> SparsityConstraint:
+        """The constraint for pruning w̄ to k weights, given the pruner's local loss model (None:
+        a data-free pruner). Patterns whose supports depend on it (allocated per-layer budgets)
+        fix them here; by default the constraint itself."""
+        return self
+
+    def check_budget(self, k: int) -> None:
+        """Refuse (UserError) a budget k the pattern cannot meet; the job calls it before any
+        long work. By default every k is allowed."""
+        return None
+
     def fixed_keep(self) -> int | None:
         """The number of weights the pattern itself keeps (N:M: all its slots), which then
         replaces the run's `sparsity`; None (the default) when the run's sparsity sets k."""
@@ -85,7 +101,8 @@ class SparsityConstraint(ABC):
         return {"holds": self.is_feasible(w, k), "nonzero": int((w != 0).sum()), "k": k}
 
     def settings(self) -> dict:
-        """What results.json records about the constraint."""
+        """What results.json records about the constraint; a `label` ("2:4") marks its runs in
+        the report's method names."""
         return {"name": type(self).__name__}
 
 

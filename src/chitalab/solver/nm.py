@@ -139,6 +139,7 @@ class NM(SparsityConstraint):
     def settings(self) -> dict:
         return {
             "name": "NM",
+            "label": f"{self.n}:{self.m}",
             "n": self.n,
             "m": self.m,
             "grouping": "m consecutive input channels at each output unit and kernel position",
