@@ -63,3 +63,16 @@ def test_allocated_per_layer_budgets_hold_on_the_saved_weights(tmp_path):
     counts = [int((w != 0).sum()) for w in saved_weights(tmp_path).values()]
     assert all(c <= b for c, b in zip(counts, budgets)) and results["pattern_check"]["holds"]
     assert results["pattern_check"]["layer_nonzero"] == counts
+
+
+def test_a_flop_budget_holds_on_the_measured_macs_of_the_saved_model(tmp_path):
+    done = run_cli(*SYNTHETIC, "pattern=flops", "pattern.flops_fraction=0.3", "pruner=mp", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    layers = [layer for layer in results["deploy"]["macs"]["layers"] if layer["pruned"]]
+    dense, sparse = sum(layer["dense_macs"] for layer in layers), sum(layer["sparse_macs"] for layer in layers)
+    check = results["pattern_check"]
+    assert check["holds"] and check["macs"] == sparse <= check["macs_budget"] == int(0.3 * dense)
+    assert sparse > 0.95 * check["macs_budget"]  # the pattern keeps what the MACs allow
+    assert results["pattern"]["macs_per_weight"] == [layer["uses_per_weight"] for layer in layers]
+    assert results["sparsity"]["requested"] == 0  # alone, the MAC budget fixes no weight count

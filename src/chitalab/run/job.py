@@ -3,6 +3,7 @@ work (`Job`: data set up, model loaded and checked, pruned weights, constraint, 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -191,6 +192,21 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
         ) from None
 
 
+def bind_pattern(
+    factory: PatternFactory, net: torch.nn.Module, pruned: PrunedParams, datamodule: PruningDataModule
+) -> SparsityConstraint:
+    """The pattern bound to the pruned tensors' `shapes`, and to their `macs_per_weight` (uses
+    of one weight per sample, from a forward pass of one training sample) when it asks for them."""
+    kwargs: dict[str, Any] = {"shapes": pruned.shapes}
+    if "macs_per_weight" in inspect.signature(factory).parameters:
+        from ..export import measure_layer_macs  # only the patterns that price weights need it
+
+        x, _ = datamodule.training_samples(torch.arange(1))
+        uses = {layer.name: layer.uses_per_weight for layer in measure_layer_macs(net, x, pruned.names)}
+        kwargs["macs_per_weight"] = [uses.get(name, 0) for name in pruned.names]
+    return factory(**kwargs)
+
+
 def target_sparsity(constraint: SparsityConstraint, sparsity: float, numel: int) -> float:
     """The run's target: `sparsity`, unless the pattern fixes the budget (N:M), whose sparsity
     then replaces it (with a warning when the two differ)."""
@@ -218,7 +234,7 @@ def build_job(config: JobConfig) -> Job:
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     try:
-        constraint = config.pattern(shapes=pruned.shapes)
+        constraint = bind_pattern(config.pattern, net, pruned, datamodule)
     except ArgumentError as err:
         raise err.with_prefix("pattern") from None
     sparsity = target_sparsity(constraint, config.sparsity, pruned.numel)

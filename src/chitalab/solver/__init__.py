@@ -5,6 +5,7 @@ from .backsolve import backsolve, fit_on_support, ridge_on_support
 from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks, layer_loss
 from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
+from .flops import FlopBudget
 from .iht import INITS, iht
 from .nm import NM, nm_groups
 from .per_layer import PerLayer, allocate
@@ -29,6 +30,7 @@ __all__ = [
     "BlockInverseFisher",
     "BlockSolveResult",
     "ColumnSource",
+    "FlopBudget",
     "GlobalTopK",
     "LayerLoss",
     "LiveRestriction",
