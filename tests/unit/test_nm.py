@@ -110,6 +110,23 @@ def test_the_closed_form_change_step_agrees_with_the_generic_search():
         assert exact == pytest.approx(generic, rel=1e-6)
 
 
+def test_with_a_binding_budget_the_change_step_is_a_lower_bound_and_exact_at_n_equal_m():
+    constraint = NM([(4, 8), (3, 6, 2, 2)], n=2, m=4)
+    gen = torch.Generator().manual_seed(4)
+    assert [constraint.per_group(k) for k in (30, 80, 90)] == [2, 3, 4]  # 4 = m: the global top-k
+    for k in (30, 80, 90):  # below the slots of their N' (64, 84, 104): the budget binds
+        for _ in range(10):
+            w, _ = constraint.project(torch.randn(constraint.numel, generator=gen, dtype=torch.float64), k)
+            g = torch.randn(constraint.numel, generator=gen, dtype=torch.float64)
+            in_support = constraint.support_mask(w, k)
+            found = constraint.change_step(w, g, in_support, k)
+            generic = SparsityConstraint.change_step(constraint, w, g, in_support, k)
+            assert found <= generic * (1 + 1e-6)
+            assert torch.equal(constraint.support_mask(w - found * (1 - 1e-6) * g, k), in_support)
+            if constraint.per_group(k) == 4:
+                assert found == pytest.approx(generic, rel=1e-6)
+
+
 def nm_brute_force(problem, constraint: NM, k: int) -> float:
     """Best objective over every support that keeps exactly min(n, size) weights per group."""
     groups = [torch.nonzero(constraint.group == g).flatten().tolist() for g in constraint.group.unique()]

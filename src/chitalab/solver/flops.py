@@ -138,7 +138,7 @@ class FlopBudget(SparsityConstraint):
             **super().check(w, k),
             "macs": used,
             "macs_budget": self.budget,
-            "macs_fraction": used / self.dense_macs,
+            "macs_fraction": used / max(self.dense_macs, 1),
         }
 
     def settings(self) -> dict:

@@ -112,13 +112,17 @@ class NM(SparsityConstraint):
         return not bool((counts > self.per_group(k)).any())
 
     def change_step(self, w: Tensor, g: Tensor, in_support: Tensor, k: int) -> float:
-        """Closed form while the budget does not bind (each group keeps its own top N'): a kept
-        weight competes only with its group's pruned ones (`crossing_step` per group); else the
-        generic search."""
+        """Closed form. While the budget does not bind (each group keeps its own top N'), a kept
+        weight competes only with its group's pruned ones (`crossing_step` per group): exact.
+        When it binds, the step at which the first pruned weight overtakes any kept one (the
+        global top-k's closed form): exact for N' = M, otherwise a lower bound, as the support
+        cannot change while every kept weight stays above every pruned one."""
         group = self._groups(w.device)
         present = torch.bincount(group, minlength=self.group_sizes.numel())
+        support = torch.nonzero(in_support).flatten()
         if int(present.clamp(max=self.per_group(k)).sum()) > k:
-            return super().change_step(w, g, in_support, k)
+            off_max = g.abs().masked_fill(in_support, 0).max() if g.numel() else torch.zeros((), dtype=g.dtype)
+            return crossing_step(w.index_select(0, support), g.index_select(0, support), off_max)
         off = torch.zeros(present.numel(), dtype=g.dtype, device=g.device)
         off = off.scatter_reduce(0, group, g.abs().masked_fill(in_support, 0), reduce="amax")
         contested = torch.zeros(present.numel(), dtype=torch.bool, device=g.device)
