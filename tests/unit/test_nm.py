@@ -61,14 +61,18 @@ def test_groups_agree_with_the_padded_layout_on_real_shapes():
 def test_projection_is_the_best_allowed_support_for_every_budget(n, m):
     constraint = NM(TINY, n=n, m=m)
     groups = [torch.nonzero(constraint.group == g).flatten() for g in constraint.group.unique()]
+    floors = [min(n, g.numel()) for g in groups]  # every group's own n slots, while k holds them
     gen = torch.Generator().manual_seed(n * 10 + m)
     for _ in range(3):
         v = torch.randn(constraint.numel, generator=gen, dtype=torch.float64)
         for k in range(1, constraint.numel + 1):
-            per_group = constraint.per_group(k)
+            per_group, floored = constraint.per_group(k), k >= sum(floors)
 
-            def allowed(mask, k=k, per_group=per_group):
-                return int(mask.sum()) <= k and all(int(mask[g].sum()) <= per_group for g in groups)
+            def allowed(mask, k=k, per_group=per_group, floored=floored):
+                counts = [int(mask[g].sum()) for g in groups]
+                if sum(counts) > k or max(counts) > per_group:
+                    return False
+                return not floored or all(c >= f for c, f in zip(counts, floors))
 
             mask = constraint.support_mask(v, k)
             assert allowed(mask)
@@ -110,10 +114,10 @@ def test_the_closed_form_change_step_agrees_with_the_generic_search():
         assert exact == pytest.approx(generic, rel=1e-6)
 
 
-def test_with_a_binding_budget_the_change_step_is_a_lower_bound_and_exact_at_n_equal_m():
+def test_with_a_binding_budget_the_change_step_is_a_lower_bound():
     constraint = NM([(4, 8), (3, 6, 2, 2)], n=2, m=4)
     gen = torch.Generator().manual_seed(4)
-    assert [constraint.per_group(k) for k in (30, 80, 90)] == [2, 3, 4]  # 4 = m: the global top-k
+    assert [constraint.per_group(k) for k in (30, 80, 90)] == [2, 3, 4]
     for k in (30, 80, 90):  # below the slots of their N' (64, 84, 104): the budget binds
         for _ in range(10):
             w, _ = constraint.project(torch.randn(constraint.numel, generator=gen, dtype=torch.float64), k)
@@ -123,8 +127,21 @@ def test_with_a_binding_budget_the_change_step_is_a_lower_bound_and_exact_at_n_e
             generic = SparsityConstraint.change_step(constraint, w, g, in_support, k)
             assert found <= generic * (1 + 1e-6)
             assert torch.equal(constraint.support_mask(w - found * (1 - 1e-6) * g, k), in_support)
-            if constraint.per_group(k) == 4:
-                assert found == pytest.approx(generic, rel=1e-6)
+
+
+def test_a_loose_budget_never_empties_a_group_below_n():
+    """A group whose weights are all small still keeps its own n slots at every budget, so a
+    stage that prunes for good never leaves the last stage fewer than n weights there."""
+    constraint = NM([(1, 8)], n=2, m=4)
+    v = torch.tensor([9.0, 8.0, 7.0, 6.0, 0.1, 0.2, 0.3, 0.4])
+    assert [constraint.per_group(k) for k in (4, 6, 7)] == [2, 3, 4]
+    assert constraint.support_mask(v, 7).tolist() == [True, True, True, True, False, True, True, True]
+    assert constraint.support_mask(v, 6).tolist() == [True, True, True, False, False, True, True, True]
+    assert constraint.support_mask(v, 4).tolist() == [True, True, False, False, False, False, True, True]
+    wide = NM([(1, 12)], n=2, m=4)  # three groups: 6 slots at 2:4, 9 at 3:4
+    w = torch.tensor([9.0, 8.0, 7.0, 0, 6.0, 5.0, 4.0, 0, 0, 0, 0, 0])
+    assert wide.per_group(7) == 3 and not wide.is_feasible(w, 7)  # 3 + 3 + the empty group's 2 slots
+    assert wide.is_feasible(w, 8)
 
 
 def nm_brute_force(problem, constraint: NM, k: int) -> float:

@@ -9,12 +9,15 @@ input dimension to a multiple of M gives, so the padded tensor is exactly N:M. A
 fewer than M inputs (ResNet's RGB stem, depthwise convs) therefore keeps min(N, in) per row.
 
 Budget. The pattern fixes the density: the run's target keeps every allowed slot
-(`fixed_keep`; the configured `sparsity` is replaced). A smaller budget k (CHITA++
-stages and gradual steps before the last reach it from below) tightens the pattern with it:
-the constraint for k is "at most N' per group and at most k in total", N' the smallest value
-in [N, M] whose slots hold k weights. Stages thus follow the budget schedule (e.g. 4:4 → 3:4 →
-2:4). The projection onto this set is exact: a partition matroid truncated at k, on which
-greedy by |v| is optimal, i.e. the top N' of each group, then the k largest of those.
+(`fixed_keep`; the configured `sparsity` is replaced). A larger budget k (CHITA++ stages and
+gradual steps reach the target from below) loosens the pattern with it: the supports for k
+hold at most N' per group, N' the smallest value in [N, M] whose slots hold k weights, at most
+k in total, and every group's own N slots (supports may hold zeros, so a group with fewer
+nonzeros is padded). Stages thus follow the budget schedule (e.g. 4:4 → 3:4 → 2:4) and never
+empty a group below N, which a weight pruned for good at an early stage would waste at the
+last. The projection is exact (greedy is optimal: the top N of every group, then the largest
+of the groups' next N' − N up to k). A budget below the N:M slots keeps the k largest of the
+top N of every group.
 """
 
 from __future__ import annotations
@@ -91,32 +94,43 @@ class NM(SparsityConstraint):
 
     def support_mask(self, v: Tensor, k: int) -> Tensor:
         group = self._groups(v.device)
-        mask = self._ranks(v, group) < self.per_group(k)
-        if int(mask.sum()) > k:  # the budget binds: the k largest of the group winners
-            scores = v.abs().masked_fill(~mask, -1)
-            mask = torch.zeros_like(mask).index_fill_(0, torch.topk(scores, k, sorted=False).indices, True)
-        return mask
+        ranks = self._ranks(v, group)
+        mask = ranks < self.per_group(k)
+        if int(mask.sum()) <= k:
+            return mask
+        # the budget binds: every group's own N slots first (those of the full groups, also in a
+        # restricted view: its missing coordinates are zeros that fill them)
+        floor = ranks < self.n
+        room = k - self.slots[self.n]
+        if room <= 0:  # a budget below the N:M slots: the k largest of those
+            scores = v.abs().masked_fill(~floor, -1)
+            return torch.zeros_like(mask).index_fill_(0, torch.topk(scores, k, sorted=False).indices, True)
+        scores = v.abs().masked_fill(~mask | floor, -1)
+        return floor.index_fill_(0, torch.topk(scores, room, sorted=False).indices, True)
 
     def restrict(self, index: Tensor) -> SparsityConstraint:
-        """The coordinates `index` only; N'(k) stays that of the full tensors."""
+        """The coordinates `index` only; N'(k) and the N slots of every group stay those of the
+        full tensors (the coordinates left out count as zeros)."""
         view = copy.copy(self)
         view.group = self.group[index.cpu()]
         view._on_device = {}
         return view
 
     def is_feasible(self, w: Tensor, k: int) -> bool:
-        nonzero = w != 0
-        if int(nonzero.sum()) > k:
+        """At most N' nonzeros per group, and room for every group's N slots (padded with zeros
+        where a group has fewer nonzeros) within k."""
+        counts = torch.bincount(self._groups(w.device)[w != 0], minlength=self.group_sizes.numel())
+        if int(counts.sum()) > k or bool((counts > self.per_group(k)).any()):
             return False
-        counts = torch.bincount(self._groups(w.device)[nonzero])
-        return not bool((counts > self.per_group(k)).any())
+        slots = self.group_sizes.to(w.device).clamp(max=self.n)
+        return int(torch.maximum(counts, slots).sum()) <= max(k, self.slots[self.n])
 
     def change_step(self, w: Tensor, g: Tensor, in_support: Tensor, k: int) -> float:
         """Closed form. While the budget does not bind (each group keeps its own top N'), a kept
         weight competes only with its group's pruned ones (`crossing_step` per group): exact.
         When it binds, the step at which the first pruned weight overtakes any kept one (the
-        global top-k's closed form): exact for N' = M, otherwise a lower bound, as the support
-        cannot change while every kept weight stays above every pruned one."""
+        global top-k's closed form): a lower bound, as the support cannot change while every
+        kept weight stays above every pruned one (the line search then starts earlier)."""
         group = self._groups(w.device)
         present = torch.bincount(group, minlength=self.group_sizes.numel())
         support = torch.nonzero(in_support).flatten()
