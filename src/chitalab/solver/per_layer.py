@@ -12,9 +12,9 @@ Modes (`pattern=per_layer pattern.mode=...`):
   the layers' own error proxies under the budget k, by an exact knapsack over the grid (OBC's
   approach). A layer's proxy at density d is the pruner's local model (the CHITA objective,
   `LayerLoss`) of removing that layer's smallest-magnitude weights down to d, every other
-  layer dense; a data-free pruner (MP) gives the magnitude error ½‖δ‖². Weights the grid
-  leaves unassigned (at most one grid step per layer, plus the knapsack's rounding) go to
-  the layers by largest remaining weights. The budgets are fixed when the pruner binds the
+  layer dense and the kept weights not refitted; a data-free pruner (MP) gives the magnitude
+  error ½‖δ‖². Weights the grid leaves unassigned (at most one grid step per layer, plus the
+  knapsack's rounding) go to the layers in proportion to the weights each left out. The budgets are fixed when the pruner binds the
   constraint to its w̄ and budget (`bind`), once per pruning call (each CHITA++ stage and
   gradual step allocates anew).
 """
