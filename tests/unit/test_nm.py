@@ -144,6 +144,21 @@ def test_a_loose_budget_never_empties_a_group_below_n():
     assert wide.is_feasible(w, 8)
 
 
+def test_projections_in_a_restricted_view_are_feasible_in_the_full_one():
+    """Active sets, dead columns and frozen weights solve on a subset: the left-out weights are
+    zeros, and what the view keeps must still be allowed on the whole tensors."""
+    shapes = [(4, 8), (3, 6, 2, 2)]
+    constraint = NM(shapes, n=2, m=4)
+    gen = torch.Generator().manual_seed(5)
+    for _ in range(30):
+        index = torch.nonzero(torch.rand(constraint.numel, generator=gen) < 0.6).flatten()
+        view = constraint.restrict(index)
+        v = torch.randn(index.numel(), generator=gen, dtype=torch.float64)
+        for k in (40, 64, 70, 84, 90):
+            w = torch.zeros(constraint.numel, dtype=torch.float64).index_copy_(0, index, view.project(v, k)[0])
+            assert constraint.is_feasible(w, k) and view.is_feasible(v.masked_fill(~view.support_mask(v, k), 0), k)
+
+
 def nm_brute_force(problem, constraint: NM, k: int) -> float:
     """Best objective over every support that keeps exactly min(n, size) weights per group."""
     groups = [torch.nonzero(constraint.group == g).flatten().tolist() for g in constraint.group.unique()]

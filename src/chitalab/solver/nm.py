@@ -96,17 +96,26 @@ class NM(SparsityConstraint):
         group = self._groups(v.device)
         ranks = self._ranks(v, group)
         mask = ranks < self.per_group(k)
-        if int(mask.sum()) <= k:
-            return mask
-        # the budget binds: every group's own N slots first (those of the full groups, also in a
-        # restricted view: its missing coordinates are zeros that fill them)
-        floor = ranks < self.n
-        room = k - self.slots[self.n]
-        if room <= 0:  # a budget below the N:M slots: the k largest of those
-            scores = v.abs().masked_fill(~floor, -1)
+        if k <= self.slots[self.n]:  # within the N:M slots: the k largest of every group's top N
+            if int(mask.sum()) <= k:
+                return mask
+            scores = v.abs().masked_fill(~mask, -1)
             return torch.zeros_like(mask).index_fill_(0, torch.topk(scores, k, sorted=False).indices, True)
+        # every group's own N slots count, also those of coordinates a restricted view lacks
+        # (they are zeros that fill them)
+        counts = torch.bincount(group[mask], minlength=self.group_sizes.numel())
+        if int(torch.maximum(counts, self._slots(v.device)).sum()) <= k:
+            return mask
+        floor = ranks < self.n  # the budget binds: every group's own N first
         scores = v.abs().masked_fill(~mask | floor, -1)
-        return floor.index_fill_(0, torch.topk(scores, room, sorted=False).indices, True)
+        room = k - self.slots[self.n]
+        return floor.index_fill_(
+            0, torch.topk(scores, min(room, int((mask & ~floor).sum())), sorted=False).indices, True
+        )
+
+    def _slots(self, device: torch.device) -> Tensor:
+        """Every full group's N slots, min(N, size)."""
+        return self.group_sizes.to(device).clamp(max=self.n)
 
     def restrict(self, index: Tensor) -> SparsityConstraint:
         """The coordinates `index` only; N'(k) and the N slots of every group stay those of the
@@ -122,8 +131,7 @@ class NM(SparsityConstraint):
         counts = torch.bincount(self._groups(w.device)[w != 0], minlength=self.group_sizes.numel())
         if int(counts.sum()) > k or bool((counts > self.per_group(k)).any()):
             return False
-        slots = self.group_sizes.to(w.device).clamp(max=self.n)
-        return int(torch.maximum(counts, slots).sum()) <= max(k, self.slots[self.n])
+        return int(torch.maximum(counts, self._slots(w.device)).sum()) <= max(k, self.slots[self.n])
 
     def change_step(self, w: Tensor, g: Tensor, in_support: Tensor, k: int) -> float:
         """Closed form. While the budget does not bind (each group keeps its own top N'), a kept
