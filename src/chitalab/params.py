@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 from dataclasses import dataclass
 
 import torch
@@ -103,3 +104,11 @@ def select_pruned(model: nn.Module, include: list[str] | None = None, exclude: l
 def keep_count(sparsity: float, numel: int) -> int:
     """Global budget k = int((1 − sparsity) · numel), as in the paper."""
     return int((1 - sparsity) * numel)
+
+
+def sparsity_keeping(k: int, numel: int) -> float:
+    """The sparsity whose `keep_count` is exactly k: 1 − k/numel, nudged down past rounding."""
+    sparsity = 1 - k / numel
+    while keep_count(sparsity, numel) < k:
+        sparsity = math.nextafter(sparsity, -math.inf)
+    return sparsity

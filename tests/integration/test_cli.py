@@ -39,6 +39,7 @@ RESULT_KEYS = {
     "peak_memory_mb",
     "solver",
     "provenance",
+    "pattern_check",
 }
 
 
@@ -189,7 +190,20 @@ BAD_INPUTS = {
         ["pruner/solver=newton"],
         "unknown pruner/solver 'newton'; choose one of: active_set, backsolve, iht",
     ),
-    "unknown_pattern": (["pattern=diagonal"], "unknown pattern 'diagonal'; choose one of: unstructured"),
+    "unknown_pattern": (
+        ["pattern=diagonal"],
+        "unknown pattern 'diagonal'; choose one of: flops, nm, per_layer, unstructured",
+    ),
+    "nm_n_above_m": (["pattern=nm", "pattern.n=5"], "pattern.n=5 is not allowed; it must be at most m=4"),
+    "nm_m_zero": (["pattern=nm", "pattern.m=0"], "pattern.m=0 is not allowed; it must be an integer >= 1"),
+    "flops_fraction": (
+        ["pattern=flops", "pattern.flops_fraction=1.5"],
+        "pattern.flops_fraction=1.5 is not allowed; it must be in (0, 1]",
+    ),
+    "per_layer_cap_too_tight": (
+        ["pattern=per_layer", "pattern.mode=caps", "pattern.max_layer_sparsity=0.5"],
+        "pattern.max_layer_sparsity=0.5 keeps at least 592 weights, more than the 118 the sparsity allows",
+    ),
     "solver_iterations": (
         ["pruner.solver.iterations=-1"],
         "pruner.solver.iterations=-1 is not allowed; it must be an integer >= 0",

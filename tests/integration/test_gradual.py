@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import partial
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
@@ -23,9 +25,10 @@ from chitalab.pruning import (
     SampleStream,
     StepSearch,
 )
-from chitalab.solver import GLOBAL_TOP_K, ActiveSet
+from chitalab.solver import GLOBAL_TOP_K, NM, ActiveSet
 from chitalab.training import Classifier, CosineRestarts, GradualPruning, evaluate_model
 from tests.support import SYNTHETIC, run_cli
+from tests.support.patterns import is_n_m
 
 NUM_CLASSES = 4
 
@@ -90,6 +93,7 @@ def fit(
     momentum=0.9,
     weight_decay=1e-2,
     samples=None,
+    constraint=GLOBAL_TOP_K,
 ):
     callback = GradualPruning(
         pruner,
@@ -97,7 +101,7 @@ def fit(
         levels,
         select_pruned(net).names,
         samples=samples or SampleStream(dm, seed=0),
-        constraint=GLOBAL_TOP_K,
+        constraint=constraint,
         evaluate=lambda n: evaluate_model(n, dm.test_dataloader(), NUM_CLASSES),
         progress=False,
     )
@@ -129,6 +133,25 @@ def test_masks_stay_zero_with_momentum_and_weight_decay():
         assert torch.all(p[~mask] == 0)
         assert torch.all(optimizer.state[p]["momentum_buffer"][~mask] == 0)
         assert not torch.equal(p[mask], start[name][mask]), "kept weights should have been fine-tuned"
+
+
+class IgnoresThePattern(Pruner):
+    """Global magnitude pruning whatever the run's pattern: a pruner with a bug."""
+
+    def settings(self) -> dict:
+        return {}
+
+    def prune(self, ctx: PruneContext, sparsity: float):
+        return MagnitudePruner().prune(dataclasses.replace(ctx, constraint=GLOBAL_TOP_K), sparsity)
+
+
+def test_n_m_masks_hold_through_fine_tuning_and_a_step_that_breaks_the_pattern_stops_the_run():
+    dm, net = synthetic(), tiny_net()
+    constraint = NM(select_pruned(net).shapes, n=2, m=4)
+    fit(dm, net, MagnitudePruner(), [0, 1], [0.25, 0.5], max_epochs=3, constraint=constraint)
+    assert all(is_n_m(p, 2, 4) for p in select_pruned(net).params)
+    with pytest.raises(RuntimeError, match="pruning step 0 left weights that NM does not allow"):
+        fit(dm, tiny_net(), IgnoresThePattern(), [0], [0.5], max_epochs=1, constraint=constraint)
 
 
 def test_callback_fires_on_scheduled_epochs_only():

@@ -125,6 +125,7 @@ def write_results(
     experiment: str | None = None,
     objective: float = 50.0,
     deploy: dict | None = None,
+    pattern: dict | None = None,
 ) -> None:
     """A results.json for MLPNet/MNIST, one shot, as a run writes it (through the Results schema)."""
     folder.mkdir(parents=True)
@@ -134,7 +135,7 @@ def write_results(
         schedule="oneshot",
         method=method,
         pruner=pruner,
-        pattern={"name": "GlobalTopK"},
+        pattern=pattern or {"name": "GlobalTopK"},
         seed=seed,
         device="cpu",
         sparsity=Sparsity(requested=sparsity, measured=sparsity),

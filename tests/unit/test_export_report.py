@@ -47,6 +47,8 @@ def test_runs_with_deploy_blocks_get_a_size_and_latency_figure(tmp_path):
     text = report.read_text()
     assert "### Size and latency" in text and "Runs with a deploy block (3). Latency with 1 torch thread(s)." in text
     assert (report.parent / "deploy_mlpnet_mnist.png").is_file()
+    assert "![MACs and per-layer sparsity](macs_mlpnet_mnist.png)" in text
+    assert (report.parent / "macs_mlpnet_mnist.png").is_file()
     rows = [line for line in text.splitlines() if line.startswith("| MP |")]
     assert len(rows) == 3 and "0.02 / 0.015" in rows[0] and rows[2].endswith("|  |  |")
 
@@ -56,3 +58,23 @@ def test_runs_without_deploy_blocks_change_nothing(tmp_path):
     report = build_report(tmp_path / "runs")
     assert "Size and latency" not in report.read_text()
     assert not list(report.parent.glob("deploy_*.png"))
+
+
+def test_pattern_runs_are_named_by_their_label_and_plotted_by_macs_and_layer(tmp_path):
+    layers = [{"name": f"fc{i}.weight", "pruned": True, "sparsity": s} for i, s in enumerate((0.5, 0.6, 0.4), start=1)]
+    block = {**deploy_block(0.5, latency=False), "macs": {**deploy_block(0.5, latency=False)["macs"], "layers": layers}}
+    write_results(
+        tmp_path / "runs" / "0",
+        {"name": "mp"},
+        "MP",
+        0.5,
+        0,
+        88.0,
+        deploy=block,
+        pattern={"name": "NM", "label": "2:4"},
+    )
+    write_results(tmp_path / "runs" / "1", {"name": "mp"}, "MP", 0.5, 0, 93.9, deploy=block)
+    text = build_report(tmp_path / "runs").read_text()
+    assert "| sparsity | MP | MP [2:4] |\n|---|---|---|\n| 0.5 | 93.90 | 88.00 |" in text
+    assert "MP [2:4] − published" not in text  # a pattern run is not compared with unstructured figures
+    assert (tmp_path / "runs" / "report" / "macs_mlpnet_mnist.png").is_file()

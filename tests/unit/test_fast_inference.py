@@ -39,7 +39,7 @@ def bn_job(samples: int | None, num_train: int = 300, batch_size: int = 64, seed
     data.setup()
     spec = ModelSpec(name="bn", net=BNNet(), bn_recalibration=True, bn_recalibration_samples=samples)
     config = SimpleNamespace(model=spec, datamodule=data, device=torch.device("cpu"), progress=False)
-    return Job(config, spec.net, None, None, SampleStream(data, seed))  # type: ignore[arg-type]
+    return Job(config, spec.net, None, None, SampleStream(data, seed), sparsity=0.9)  # type: ignore[arg-type]
 
 
 def stats(job: Job) -> tuple[torch.Tensor, torch.Tensor]:

@@ -49,8 +49,13 @@ class LayerMacs:
     dense_macs: int
     sparse_macs: int
 
+    @property
+    def sparsity(self) -> float:
+        """The fraction of zeros among the layer's weights."""
+        return 1 - self.nonzero / self.weights if self.weights else 0.0
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "sparsity": self.sparsity}
 
 
 def measure_layer_macs(net: nn.Module, example_input: Tensor, pruned_names: list[str] | None = None) -> list[LayerMacs]:

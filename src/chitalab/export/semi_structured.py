@@ -5,8 +5,8 @@ On CUDA, `to_semi_structured` swaps the weights of 2:4 linear layers for
 `torch.sparse.to_sparse_semi_structured` tensors (float16). Without a GPU the same
 conversion is checked on the CPU through `compress_2_4` / `decompress_2_4`, which store
 what the GPU format stores (the kept half of the values and a 2-bit position per value) and
-give the weight back exactly. The project's pruners do not produce 2:4 patterns (their
-sparsity is unstructured); `prune_2_4` makes one by magnitude, for tests and for
+give the weight back exactly. Every pruner produces the pattern with `pattern=nm` (n 2, m 4;
+for linear layers its groups are these); `prune_2_4` makes one by magnitude, for tests and for
 measuring the kernels. The CUDA path has not been run on a GPU here: it is unverified.
 """
 

@@ -42,6 +42,12 @@ class PruneContext:
         return self.samples.draw(count, DrawKey(purpose, self.step, self.stage))
 
 
+def bound_stats(ctx: PruneContext, bound: SparsityConstraint) -> dict:
+    """The constraint as bound to this pruning call (allocated per-layer budgets and the proxies
+    they minimise) for the pruner's stats, when binding changed it."""
+    return {} if bound is ctx.constraint else {"bound_pattern": bound.settings()}
+
+
 @dataclass
 class PruneResult:
     """New values for the pruned weights (flat) and what it cost to get them; `stages` holds

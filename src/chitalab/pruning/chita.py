@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -10,8 +11,8 @@ import torch
 from ..errors import ArgumentError, check_choice, check_number
 from ..fisher import HALF_DTYPES, FisherGradients, GradientSource
 from ..params import keep_count
-from ..solver import Polish, Problem, Solver, SolveResult, SparsityConstraint, restrict_to_live
-from .base import PruneContext, Pruner, PruneResult
+from ..solver import Polish, Problem, Solver, SolveResult, SparsityConstraint, layer_loss, restrict_to_live
+from .base import PruneContext, Pruner, PruneResult, bound_stats
 from .step_search import StepSearch
 
 log = logging.getLogger(__name__)
@@ -119,13 +120,16 @@ class ChitaPruner(Pruner):
         start = time.perf_counter()
         first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
         full = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
+        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2, dtype))
+        allocation = bound_stats(ctx, bound)
+        ctx = dataclasses.replace(ctx, constraint=bound)
         # Frozen weights stay zero: solve over the others only.
         alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
         problem = full if alive is None else full.restrict(alive)
         constraint = ctx.constraint if alive is None else ctx.constraint.restrict(alive)
         result, dead = self._solve_live(problem, min(k, problem.p), constraint)
         w = self.polish(problem, result.w)
-        stats = {**result.stats(), "dead_columns_left_out": dead}
+        stats = {**result.stats(), "dead_columns_left_out": dead, **allocation}
         if alive is not None:
             w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
             # The restricted objective differs from the full one by a constant.

@@ -3,6 +3,7 @@ group of blocks at a time (see `chitalab.solver.block`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -12,14 +13,23 @@ import torch
 from ..errors import check_int, check_number
 from ..fisher import FisherGradients, GradientSource
 from ..params import keep_count
-from ..solver import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks
-from .base import PruneContext, Pruner, PruneResult
+from ..solver import (
+    BlockSolveResult,
+    ColumnSource,
+    SparsityConstraint,
+    block_backsolve,
+    block_workspace_bytes,
+    layer_blocks,
+    layer_loss,
+)
+from .base import PruneContext, Pruner, PruneResult, bound_stats
 from .chita import check_feasible, prepare_gradients
 
 log = logging.getLogger(__name__)
 
-BlockSolve = Callable[[ColumnSource, list[tuple[int, int]]], BlockSolveResult]
-"""(columns, groups) -> result: a block solver given G's column source and the plan's groups."""
+BlockSolve = Callable[[ColumnSource, list[tuple[int, int]], SparsityConstraint], BlockSolveResult]
+"""(columns, groups, constraint) -> result: a block solver given G's column source, the plan's
+groups and the constraint bound to this problem."""
 
 
 def prune_by_blocks(
@@ -30,18 +40,23 @@ def prune_by_blocks(
     solve: BlockSolve,
     label: str,
     k: int,
+    l2: float,
 ) -> PruneResult:
-    """Plan G by column groups of whole `blocks`, run `solve` with gradients computed per group,
-    and time the Fisher and the solve apart. Shared by the block pruners (CHITA, WoodFisher)."""
+    """Plan G by column groups of whole `blocks`, bind the constraint to w̄, k and the local model
+    (ridge `l2`), run `solve` with gradients computed per group, and time the Fisher and the
+    solve apart. Shared by the block pruners (CHITA, WoodFisher)."""
     workspace = block_workspace_bytes(source.n_samples, blocks, compute)
     fisher: FisherGradients = prepare_gradients(
         ctx, source, cuts=[stop for _, stop in blocks], workspace=workspace, hint="lower the pruner's block_size"
     )
     start, setup_seconds = time.perf_counter(), fisher.seconds
-    result = solve(fisher.columns, fisher.plan.groups)
+    bound = ctx.constraint.bind(ctx.pruned.flatten(), k, layer_loss(fisher.columns, l2, compute))
+    allocation = bound_stats(ctx, bound)
+    ctx = dataclasses.replace(ctx, constraint=bound)
+    result = solve(fisher.columns, fisher.plan.groups, ctx.constraint)
     solver_seconds = time.perf_counter() - start - (fisher.seconds - setup_seconds)
     check_feasible(ctx, result.w, k, label)
-    stats = {**result.stats(), "k": k, **fisher.summary()}
+    stats = {**result.stats(), "k": k, **fisher.summary(), **allocation}
     log.info(
         "%s: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
         label,
@@ -87,9 +102,11 @@ class ChitaBlockPruner(Pruner):
         blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
         compute = torch.float64 if self.gradients.dtype == "float64" else torch.float32
 
-        def solve(columns: ColumnSource, groups: list[tuple[int, int]]) -> BlockSolveResult:
+        def solve(
+            columns: ColumnSource, groups: list[tuple[int, int]], constraint: SparsityConstraint
+        ) -> BlockSolveResult:
             return block_backsolve(
-                w_bar, k, blocks, columns, self.l2, groups=groups, dtype=compute, constraint=ctx.constraint
+                w_bar, k, blocks, columns, self.l2, groups=groups, dtype=compute, constraint=constraint
             )
 
-        return prune_by_blocks(ctx, self.gradients, blocks, compute, solve, self.label(), k)
+        return prune_by_blocks(ctx, self.gradients, blocks, compute, solve, self.label(), k, self.l2)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ..params import keep_count
-from .base import PruneContext, Pruner, PruneResult
+from .base import PruneContext, Pruner, PruneResult, bound_stats
 
 
 class MagnitudePruner(Pruner):
@@ -24,5 +24,7 @@ class MagnitudePruner(Pruner):
         w_bar = ctx.pruned.flatten()
         if ctx.frozen is not None:
             w_bar = w_bar.masked_fill(ctx.frozen, 0)
-        w, _ = ctx.constraint.project(w_bar, keep_count(sparsity, w_bar.numel()))
-        return PruneResult(weights=w, solver_seconds=time.perf_counter() - start)
+        k = keep_count(sparsity, w_bar.numel())
+        bound = ctx.constraint.bind(w_bar, k, None)
+        w, _ = bound.project(w_bar, k)
+        return PruneResult(weights=w, solver_seconds=time.perf_counter() - start, stats=bound_stats(ctx, bound))

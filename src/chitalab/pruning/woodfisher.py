@@ -7,7 +7,7 @@ import torch
 from ..errors import check_choice, check_int, check_number
 from ..fisher import GradientSource
 from ..params import keep_count
-from ..solver import WOODFISHER_UPDATES, BlockSolveResult, ColumnSource, layer_blocks, woodfisher
+from ..solver import WOODFISHER_UPDATES, BlockSolveResult, ColumnSource, SparsityConstraint, layer_blocks, woodfisher
 from .base import PruneContext, Pruner, PruneResult
 from .chita_block import prune_by_blocks
 
@@ -49,7 +49,9 @@ class WoodFisherPruner(Pruner):
         k = keep_count(sparsity, w_bar.numel())
         blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
 
-        def solve(columns: ColumnSource, groups: list[tuple[int, int]]) -> BlockSolveResult:
+        def solve(
+            columns: ColumnSource, groups: list[tuple[int, int]], constraint: SparsityConstraint
+        ) -> BlockSolveResult:
             return woodfisher(
                 w_bar,
                 k,
@@ -60,7 +62,7 @@ class WoodFisherPruner(Pruner):
                 groups=groups,
                 frozen=ctx.frozen,
                 dtype=torch.float64,
-                constraint=ctx.constraint,
+                constraint=constraint,
             )
 
-        return prune_by_blocks(ctx, self.gradients, blocks, torch.float64, solve, self.label(), k)
+        return prune_by_blocks(ctx, self.gradients, blocks, torch.float64, solve, self.label(), k, self.l2)

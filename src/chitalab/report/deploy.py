@@ -1,4 +1,5 @@
-"""Accuracy against checkpoint size and against CPU latency, for runs with a `deploy`
+"""Accuracy against checkpoint size, CPU latency and measured MACs, and per-layer sparsity,
+for runs with a `deploy`
 block (results.json's, or a deploy.json beside it from `python -m chitalab.export
 RUN_DIR --format deploy`). Runs without one are left out of these figures."""
 
@@ -68,6 +69,64 @@ def deploy_figure(runs: list[Run], title: str, path: Path) -> Path:
     return path
 
 
+def _macs_ratio(run: Run) -> float:
+    """Sparse / dense MACs of the run's deploy block (nan without one)."""
+    ratio = ((run.deploy or {}).get("macs") or {}).get("ratio")
+    return float("nan") if ratio is None else float(ratio)
+
+
+def _layer_sparsity(run: Run) -> list[tuple[str, float]]:
+    layers = ((run.deploy or {}).get("macs") or {}).get("layers") or []
+    return [(layer["name"], layer["sparsity"]) for layer in layers if layer.get("pruned") and "sparsity" in layer]
+
+
+def macs_figure(runs: list[Run], title: str, path: Path) -> Path:
+    """Left: accuracy vs the measured MACs (sparse / dense, per sample), one line per method.
+    Right: per-layer sparsity (pruned layers in forward order), one line per method and target
+    sparsity, mean over seeds."""
+    methods = sorted({r.method for r in runs}, key=method_rank)
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    fig, (macs_ax, layer_ax) = plt.subplots(1, 2, figsize=(13, 4.5))
+    names: list[str] = []
+    for i, method in enumerate(methods):
+        color = cycle[i % len(cycle)]
+        mine = sorted((r for r in runs if r.method == method and _macs_ratio(r) is not None), key=_macs_ratio)
+        macs_ax.plot(
+            [100 * (_macs_ratio(r) or 0) for r in mine],
+            [r.accuracy for r in mine],
+            marker=".",
+            color=color,
+            label=method,
+        )
+        for j, sparsity in enumerate(sorted({r.sparsity for r in mine})):
+            profiles = [_layer_sparsity(r) for r in mine if r.sparsity == sparsity]
+            if not profiles or not profiles[0]:
+                continue
+            names = [name for name, _ in profiles[0]]
+            mean = [sum(p[k][1] for p in profiles) / len(profiles) for k in range(len(names))]
+            layer_ax.plot(
+                range(len(names)),
+                mean,
+                linestyle=styles[j % len(styles)],
+                marker=".",
+                color=color,
+                label=f"{method}, {sparsity:g}",
+            )
+    macs_ax.set(xlabel="MACs, sparse / dense (%)", ylabel="test accuracy (%)", title=f"{title}: accuracy vs MACs")
+    layer_ax.set(xlabel="pruned layer (forward order)", ylabel="sparsity", title=f"{title}: per-layer sparsity")
+    if names:
+        layer_ax.set_xticks(range(len(names)), [n.removesuffix(".weight") for n in names], rotation=90, fontsize=6)
+    for ax in (macs_ax, layer_ax):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _ms(value: float | None) -> str:
     return "" if value is None else f"{value:.3g}"
 
@@ -78,6 +137,7 @@ def deploy_section(runs: list[Run], title: str, slug: str, out: Path) -> list[st
     if not runs:
         return []
     figure = deploy_figure(runs, title, out / f"deploy_{slug}.png")
+    macs_plot = macs_figure(runs, title, out / f"macs_{slug}.png")
     rows = [
         "| method | sparsity | seed | accuracy (%) | sparse / dense checkpoint | MACs sparse / dense | batch 1 dense / fastest (ms) | batch 64 dense / fastest (ms) |",
         "|---|---|---|---|---|---|---|---|",
@@ -105,6 +165,8 @@ def deploy_section(runs: list[Run], title: str, slug: str, out: Path) -> list[st
         f"Runs with a deploy block ({len(runs)}).{note}",
         "",
         f"![size and latency]({figure.name})",
+        "",
+        f"![MACs and per-layer sparsity]({macs_plot.name})",
         "",
         *rows,
         "",

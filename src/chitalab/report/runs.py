@@ -24,7 +24,7 @@ class Run:
     path: Path
     experiment: str | None
     setting: str  # model/dataset, plus the schedule when it is not one-shot
-    method: str  # display label, e.g. "CHITA" or "CHITA (block)"
+    method: str  # display label, e.g. "CHITA", "CHITA (block)", "MP [2:4]" (a pattern's label)
     sparsity: float  # requested
     measured_sparsity: float
     seed: int
@@ -37,11 +37,15 @@ class Run:
     ablation: dict = field(default_factory=dict)
     settings: dict = field(default_factory=dict)  # the pruner's settings, flattened ("stage_pruner.l2")
     deploy: dict | None = None  # size, MACs and latency (chitalab.export), when the run has them
+    pattern: str | None = None  # the pattern's label ("2:4"); None for unstructured runs
 
     @property
     def paper_method(self) -> str:
-        """The paper's column name for this method (variants in parentheses or brackets dropped)."""
-        return base_method(self.method)
+        """The paper's column name for this method (variants in parentheses or brackets dropped);
+        a run under a pattern keeps its label, so it is never compared with the paper's
+        unstructured values."""
+        base = base_method(self.method)
+        return base if self.pattern is None else f"{base} [{self.pattern}]"
 
     def cell(self) -> tuple:
         """What identifies a run apart from its seed: repeated cells are averaged over seeds."""
@@ -108,11 +112,12 @@ def _record(path: Path, results: Results) -> Run:
     if results.schedule != "oneshot":
         setting += f"/{results.schedule}"
     fisher = results.pruner.get("stage_pruner", results.pruner).get("gradients") or {}
+    pattern = results.pattern.get("label")
     return Run(
         path=path,
         experiment=results.report.experiment,
         setting=setting,
-        method=results.method,
+        method=results.method if pattern is None else f"{results.method} [{pattern}]",
         sparsity=results.sparsity.requested,
         measured_sparsity=results.sparsity.measured,
         seed=results.seed,
@@ -125,6 +130,7 @@ def _record(path: Path, results: Results) -> Run:
         ablation=dict(results.report.ablation),
         settings={k: _plain(v) for k, v in dotted_keys(results.pruner).items() if k != "name"},
         deploy=read_deploy(results, path.parent),
+        pattern=pattern,
     )
 
 

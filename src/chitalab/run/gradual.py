@@ -67,7 +67,7 @@ class Gradual:
             check_resume(c.ckpt_path, c.resume_identity, c.allow_resume_mismatch)
         checkpoint = self.last_checkpoint()
         hint = f"resume with ckpt_path={checkpoint.path}" if checkpoint is not None else ""
-        levels = sparsity_levels(self.kind, self.base_level, c.sparsity, self.nprune_epochs)
+        levels = sparsity_levels(self.kind, self.base_level, job.sparsity, self.nprune_epochs)
         test_loader = c.datamodule.test_dataloader()
         pruning = GradualPruning(
             pruner=c.pruner,

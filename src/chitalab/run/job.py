@@ -3,6 +3,7 @@ work (`Job`: data set up, model loaded and checked, pruned weights, constraint, 
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ import torch
 from ..data import PruningDataModule
 from ..errors import ArgumentError, UserError
 from ..models import ModelSpec, load_model, loss_function
-from ..params import PrunedParams, keep_count, select_pruned
+from ..params import PrunedParams, keep_count, select_pruned, sparsity_keeping
 from ..progress import on_terminal
 from ..pruning import DrawKey, Evaluate, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
@@ -105,6 +106,7 @@ class Job:
     pruned: PrunedParams
     constraint: SparsityConstraint
     samples: SampleStream
+    sparsity: float  # the target: `config.sparsity`, or the one the pattern fixes (N:M)
     _logger_future: Future | None = field(default=None, init=False, repr=False)
 
     def start_logger(self) -> None:
@@ -229,6 +231,33 @@ def check_compatible(net: torch.nn.Module, datamodule: PruningDataModule, model_
         ) from None
 
 
+def bind_pattern(
+    factory: PatternFactory, net: torch.nn.Module, pruned: PrunedParams, datamodule: PruningDataModule
+) -> SparsityConstraint:
+    """The pattern bound to the pruned tensors' `shapes`, and to their `macs_per_weight` (uses
+    of one weight per sample, from a forward pass of one training sample) when it asks for them."""
+    kwargs: dict[str, Any] = {"shapes": pruned.shapes}
+    if "macs_per_weight" in inspect.signature(factory).parameters:
+        from ..export import measure_layer_macs  # only the patterns that price weights need it
+
+        x, _ = datamodule.training_samples(torch.arange(1))
+        uses = {layer.name: layer.uses_per_weight for layer in measure_layer_macs(net, x, pruned.names)}
+        kwargs["macs_per_weight"] = [uses.get(name, 0) for name in pruned.names]
+    return factory(**kwargs)
+
+
+def target_sparsity(constraint: SparsityConstraint, sparsity: float, numel: int) -> float:
+    """The run's target: `sparsity`, unless the pattern fixes the budget (N:M), whose sparsity
+    then replaces it (with a warning when the two differ)."""
+    kept = constraint.fixed_keep()
+    if kept is None:
+        return sparsity
+    fixed = sparsity_keeping(kept, numel)
+    if keep_count(sparsity, numel) != kept:
+        log.warning("the pattern fixes the sparsity at %.4g (keep %d); sparsity=%g is not used", fixed, kept, sparsity)
+    return fixed
+
+
 def build_job(config: JobConfig) -> Job:
     """Load the model, set up the data (in the model's preprocessing where it has one), check that
     they fit, select the pruned weights and bind the pattern."""
@@ -248,7 +277,12 @@ def build_job(config: JobConfig) -> Job:
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     try:
-        constraint = config.pattern(shapes=pruned.shapes)
+        constraint = bind_pattern(config.pattern, net, pruned, datamodule)
+    except ArgumentError as err:
+        raise err.with_prefix("pattern") from None
+    sparsity = target_sparsity(constraint, config.sparsity, pruned.numel)
+    try:
+        constraint.check_budget(keep_count(sparsity, pruned.numel))
     except ArgumentError as err:
         raise err.with_prefix("pattern") from None
     log.info(
@@ -256,9 +290,9 @@ def build_job(config: JobConfig) -> Job:
         pruned.numel,
         len(pruned.names),
         config.model.name,
-        config.sparsity,
-        keep_count(config.sparsity, pruned.numel),
+        sparsity,
+        keep_count(sparsity, pruned.numel),
         config.pruner.label(),
         config.kind.name,
     )
-    return Job(config, net, pruned, constraint, SampleStream(datamodule, config.seed))
+    return Job(config, net, pruned, constraint, SampleStream(datamodule, config.seed), sparsity)

@@ -11,7 +11,7 @@ import torch
 
 from ..errors import UserError
 from ..outputs import flatten_metrics, peak_memory_mb, save_outputs
-from ..params import check_finite_state
+from ..params import check_finite_state, keep_count
 from .job import Job, JobConfig, RunOutcome, build_job
 from .loggers import log_run, mark_failed
 from .provenance import provenance
@@ -43,7 +43,7 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy:
         pattern=job.constraint.settings(),
         seed=c.seed,
         device=str(c.device),
-        sparsity=Sparsity(requested=c.sparsity, measured=job.pruned.sparsity()),
+        sparsity=Sparsity(requested=job.sparsity, measured=job.pruned.sparsity()),
         num_pruned_weights=job.pruned.numel,
         num_nonzero=job.pruned.numel - job.pruned.count_zeros(),
         dense=outcome.dense,
@@ -55,7 +55,24 @@ def collect_results(job: Job, outcome: RunOutcome, total_seconds: float, deploy:
         report=c.report,
         deploy=deploy,
         provenance=provenance(c.model, c.datamodule.data_source()),
+        pattern_check=job.constraint.check(job.pruned.flatten(), keep_count(job.sparsity, job.pruned.numel)),
     )
+
+
+def logged_metrics(results: Results) -> dict[str, float]:
+    """The summary metrics for the logger: sparsity (total and per layer), accuracy, seconds,
+    memory, MACs and whether the pattern holds."""
+    summary = results.to_dict()
+    keys = ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")
+    metrics = flatten_metrics({k: summary[k] for k in keys})
+    metrics["pattern/holds"] = float(bool(results.pattern_check.get("holds")))
+    macs = (results.deploy or {}).get("macs")
+    if macs:
+        metrics.update({"macs/dense": macs["dense"], "macs/sparse": macs["sparse"]})
+        for layer in macs["layers"]:
+            if layer["pruned"]:
+                metrics[f"layers/{layer['name']}/sparsity"] = layer["sparsity"]
+    return metrics
 
 
 def check_finite_results(job: Job, outcome: RunOutcome) -> None:
@@ -79,11 +96,9 @@ def run(config: JobConfig, start: float) -> Results:
         if outcome.writes_outputs:
             save_outputs(job.config.out_dir, job.net.state_dict(), results.to_json())
             summary = results.to_dict()
-            keys = ("sparsity", "dense", "pruned", "seconds", "peak_memory_mb")
-            metrics = flatten_metrics({k: summary[k] for k in keys})
             metadata = {key: summary[key] for key in ("model", "dataset", "method", "schedule", "seed")}
             metadata |= {"sparsity": results.sparsity.measured, "pruned_test_acc": results.pruned.test_acc}
-            log_run(job.logger, metrics, outcome.unlogged_series, job.config.out_dir, metadata)
+            log_run(job.logger, logged_metrics(results), outcome.unlogged_series, job.config.out_dir, metadata)
             log.info("wrote %s", job.config.out_dir)
     except BaseException:
         mark_failed(job.built_logger())

@@ -50,7 +50,7 @@ class OneShot:
             stages_done += 1
             return metrics
 
-        outcome = c.pruner.prune(job.context(evaluate=evaluate_stage), c.sparsity)
+        outcome = c.pruner.prune(job.context(evaluate=evaluate_stage), job.sparsity)
         job.pruned.assign(outcome.weights)
         after = Evaluation.of(evaluate())
         log.info("pruned model: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)

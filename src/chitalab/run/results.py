@@ -66,7 +66,9 @@ class Provenance:
 class Results:
     """One job's results.json. `method` is the pruner's label ("CHITA (block)"), `pruner` its
     settings; `solver` the solver's statistics; `trajectory` one record per CHITA++ stage or
-    gradual pruning step."""
+    gradual pruning step; `pattern_check` the constraint's `check` of the saved weights
+    (`holds`, and for N:M the largest nonzero count of a group); `sparsity.requested` is the
+    target (the pattern's own when it fixes the budget, as N:M does)."""
 
     model: str
     dataset: str
@@ -86,8 +88,9 @@ class Results:
     solver: dict[str, Any] = field(default_factory=dict)
     trajectory: list[dict[str, Any]] = field(default_factory=list)
     report: ReportKeys = field(default_factory=ReportKeys)
-    deploy: dict[str, Any] | None = None  # size, MACs and latency (`chitalab.export.deploy_summary`)
+    deploy: dict[str, Any] | None = None  # size, MACs (total, per layer) and latency (`chitalab.export.deploy_summary`)
     provenance: Provenance | None = None  # None only in files of schema version 2
+    pattern_check: dict[str, Any] = field(default_factory=dict)  # the pattern checked on the saved weights
     schema_version: int = SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:

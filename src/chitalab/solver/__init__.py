@@ -2,10 +2,13 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
-from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks
-from .constraint import GLOBAL_TOP_K, GlobalTopK, SparsityConstraint
+from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks, layer_loss
+from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
+from .flops import FlopBudget
 from .iht import INITS, iht
+from .nm import NM, nm_groups
+from .per_layer import PerLayer, allocate
 from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
 from .result import SolveResult
@@ -19,6 +22,7 @@ __all__ = [
     "GLOBAL_TOP_K",
     "IHT",
     "INITS",
+    "NM",
     "POLISH_METHODS",
     "WOODFISHER_UPDATES",
     "ActiveSet",
@@ -26,8 +30,11 @@ __all__ = [
     "BlockInverseFisher",
     "BlockSolveResult",
     "ColumnSource",
+    "FlopBudget",
     "GlobalTopK",
+    "LayerLoss",
     "LiveRestriction",
+    "PerLayer",
     "Polish",
     "Problem",
     "SolveResult",
@@ -35,6 +42,7 @@ __all__ = [
     "SparsityConstraint",
     "Swap",
     "active_set_iht",
+    "allocate",
     "backsolve",
     "block_backsolve",
     "block_workspace_bytes",
@@ -44,6 +52,8 @@ __all__ = [
     "hard_threshold",
     "iht",
     "layer_blocks",
+    "layer_loss",
+    "nm_groups",
     "obs_update",
     "restrict_to_live",
     "ridge_on_support",

@@ -10,12 +10,17 @@ the `pattern` config group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from .problem import top_k_mask
+
+LayerLoss = Callable[[int, int, Tensor], Tensor]
+"""(start, stop, δ: J x (stop − start)) -> J values: the pruner's local model of the loss
+increase when the weights [start, stop) of w̄ move by −δ_j (CHITA's objective without the
+first-order term: ½‖G[:, start:stop] δ_j‖² + (nλ/2)‖δ_j‖²; see `chitalab.solver.layer_loss`)."""
 
 CHANGE_STEP_DOUBLINGS = 60
 CHANGE_STEP_BISECTIONS = 40
@@ -75,8 +80,29 @@ class SparsityConstraint(ABC):
                 low = middle
         return high
 
+    def bind(self, w_bar: Tensor, k: int, loss: LayerLoss | None) -> SparsityConstraint:
+        """The constraint for pruning w̄ to k weights, given the pruner's local loss model (None:
+        a data-free pruner). Patterns whose supports depend on it (allocated per-layer budgets)
+        fix them here; by default the constraint itself."""
+        return self
+
+    def check_budget(self, k: int) -> None:
+        """Refuse (UserError) a budget k the pattern cannot meet; the job calls it before any
+        long work. By default every k is allowed."""
+        return None
+
+    def fixed_keep(self) -> int | None:
+        """The number of weights the pattern itself keeps (N:M: all its slots), which then
+        replaces the run's `sparsity`; None (the default) when the run's sparsity sets k."""
+        return None
+
+    def check(self, w: Tensor, k: int) -> dict:
+        """What results.json records about whether w (the saved weights) obeys the constraint."""
+        return {"holds": self.is_feasible(w, k), "nonzero": int((w != 0).sum()), "k": k}
+
     def settings(self) -> dict:
-        """What results.json records about the constraint."""
+        """What results.json records about the constraint; a `label` ("2:4") marks its runs in
+        the report's method names."""
         return {"name": type(self).__name__}
 
 
@@ -100,18 +126,24 @@ class GlobalTopK(SparsityConstraint):
         return int((w != 0).sum()) <= k
 
     def change_step(self, w: Tensor, g: Tensor, in_support: Tensor, k: int) -> float:
-        """Closed form: off the support |w_j − η g_j| = η|g_j| ≤ η·M (M the largest off-support
-        |g|), and on it |w_i − η g_i| falls below η·M at η = |w_i| / (|g_i| + M) when w_i moves
-        towards zero, or η = |w_i| / (M − |g_i|) when it moves away more slowly than M grows."""
-        support = torch.nonzero(in_support).flatten()
-        w_S, g_S = w.index_select(0, support), g.index_select(0, support)
+        """Closed form (`crossing_step` with one off-support maximum for all weights)."""
         off_support = g.abs().masked_fill(in_support, 0)
         off_support_max = off_support.max() if off_support.numel() else torch.zeros((), dtype=g.dtype)
-        abs_g = g_S.abs()
-        towards_zero = torch.sign(w_S) == torch.sign(g_S)
-        rate = torch.where(towards_zero, abs_g + off_support_max, off_support_max - abs_g)
-        steps = torch.where(rate > 0, w_S.abs() / rate.clamp_min(torch.finfo(w_S.dtype).tiny), torch.inf)
-        return float(steps.min()) if steps.numel() else float("inf")
+        support = torch.nonzero(in_support).flatten()
+        return crossing_step(w.index_select(0, support), g.index_select(0, support), off_support_max)
+
+
+def crossing_step(w_S: Tensor, g_S: Tensor, off_support_max: Tensor) -> float:
+    """Smallest η > 0 at which a kept weight's |w_i − η g_i| falls below η·M, M the largest |g|
+    among the weights it competes with off the support (their w is zero, so they grow as η·M):
+    η = |w_i| / (|g_i| + M) when w_i moves towards zero, |w_i| / (M − |g_i|) when it moves away
+    more slowly than M grows; inf when no kept weight is overtaken. `off_support_max` is a
+    scalar or one value per kept weight."""
+    abs_g = g_S.abs()
+    towards_zero = torch.sign(w_S) == torch.sign(g_S)
+    rate = torch.where(towards_zero, abs_g + off_support_max, off_support_max - abs_g)
+    steps = torch.where(rate > 0, w_S.abs() / rate.clamp_min(torch.finfo(w_S.dtype).tiny), torch.inf)
+    return float(steps.min()) if steps.numel() else float("inf")
 
 
 GLOBAL_TOP_K = GlobalTopK()

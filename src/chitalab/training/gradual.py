@@ -12,7 +12,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..outputs import flatten_metrics
-from ..params import PrunedParams, check_finite_state
+from ..params import PrunedParams, check_finite_state, keep_count
 from ..pruning import LossFn, PruneContext, Pruner, SampleStream
 from ..solver import SparsityConstraint
 
@@ -132,6 +132,11 @@ class GradualPruning(pl.Callback):
             outcome = self.pruner.prune(ctx, level)
             pruned.assign(outcome.weights)
             check_finite_state(net, f"after pruning step {step}", "the pruner diverged; check its knobs")
+            weights = pruned.flatten()
+            if not self.constraint.is_feasible(weights, keep_count(level, weights.numel())):
+                raise RuntimeError(
+                    f"pruning step {step} left weights that {type(self.constraint).__name__} does not allow"
+                )
             timing = {"fisher_seconds": outcome.fisher_seconds, "solver_seconds": outcome.solver_seconds}
             stages = outcome.stages
         if trainer.world_size > 1:
