@@ -25,15 +25,17 @@ def blocks_of(G: torch.Tensor, rows: int):
     return (G[i : i + rows] for i in range(0, G.shape[0], rows))
 
 
-def test_an_entry_reads_back_whole_and_by_column_groups(tmp_path):
+@pytest.mark.parametrize("rows", [4, 10])
+def test_an_entry_reads_back_whole_and_by_column_groups(tmp_path, rows):
     G = torch.randn(10, 37)
     store = FisherStore(tmp_path)
-    stored = store.write("k", 10, 37, torch.float32, blocks_of(G, 4))
+    stored = store.write("k", 10, 37, torch.float32, blocks_of(G, rows))
     whole = stored.read(0, 37)
     assert whole.stride() == (1, 10)  # column-major, as the solvers want it
     torch.testing.assert_close(whole, G, rtol=0, atol=0)
     torch.testing.assert_close(stored.read(5, 21), G[:, 5:21], rtol=0, atol=0)
     assert store.open("k", 10, 37, torch.float32) is not None
+    torch.testing.assert_close(store.load("k", 10, 37, torch.float32), G, rtol=0, atol=0)
     assert list(tmp_path.iterdir()) == [store.path("k")]
 
 
@@ -86,12 +88,14 @@ def damage_flip_a_byte(path):
 
 
 @pytest.mark.parametrize("damage", [damage_truncate, damage_flip_a_byte])
-def test_a_damaged_entry_is_removed_with_a_warning(tmp_path, damage, caplog):
+@pytest.mark.parametrize("reader", ["open", "load"])  # checked by a streaming pass, or while read whole
+@pytest.mark.parametrize("rows", [4, 6])  # two blocks, or one read in place
+def test_a_damaged_entry_is_removed_with_a_warning(tmp_path, damage, reader, rows, caplog):
     store = FisherStore(tmp_path)
-    store.write("k", 6, 5, torch.float32, blocks_of(torch.randn(6, 5), 4))
+    store.write("k", 6, 5, torch.float32, blocks_of(torch.randn(6, 5), rows))
     damage(store.path("k"))
     with caplog.at_level(logging.WARNING):
-        assert store.open("k", 6, 5, torch.float32) is None
+        assert getattr(store, reader)("k", 6, 5, torch.float32) is None
     assert "unusable" in caplog.text and not store.path("k").exists()
 
 

@@ -97,23 +97,27 @@ class FisherGradients:
         return self._stored.read(start, stop)
 
     def _open_or_write(self) -> None:
-        """Open the store's entry for this G, or compute G and write it: whole in memory when the
-        plan has one group (and kept), else in one pass over all columns, chunks of rows small
-        enough for the budget with every column at once, read back group by group."""
+        """Read the store's entry for this G (whole when the plan has one group, else opened for
+        reading group by group), or compute G and write it: whole in memory when the plan has
+        one group (and kept), else in one pass over all columns, in chunks of rows small enough
+        for the budget with every column at once."""
         assert self.store is not None
         source, n, p, dtype = self.source, self.plan.n, self.pruned.numel, self.source.torch_dtype
         settings = {"mini_bsz": source.mini_bsz, "dtype": source.dtype, "method": source.method}
         key = gradient_key(self.model, self.pruned, self.loss_fn, self.x, self.y, settings)
-        self._stored = self.store.open(key, n, p, dtype)
-        if self._stored is not None:
+        whole = len(self.plan.groups) == 1
+        if whole:
+            self._whole = self.store.load(key, n, p, dtype)
+        else:
+            self._stored = self.store.open(key, n, p, dtype)
+        if self._whole is not None or self._stored is not None:
             self.store_status = "hit"
             log.info("Fisher store: hit (%s)", self.store.path(key))
             return
         self.store_status = "miss"
-        if len(self.plan.groups) == 1:
+        if whole:
             self._whole = self._collect(None)
-            chunk = self.plan.chunk_size
-            self.store.write(key, n, p, dtype, (self._whole[i : i + chunk] for i in range(0, n, chunk)))
+            self.store.write(key, n, p, dtype, [self._whole])  # one block: G's column-major bytes as they are
         else:
             self._stored = self.store.write(key, n, p, dtype, self._finite_chunks(self.one_pass_chunk_size()))
         log.info("Fisher store: miss; G computed and written to %s", self.store.path(key))

@@ -85,20 +85,30 @@ class StoredGradients:
         self.path, self.dtype = path, dtype
         self.n, self.p, self.block_rows = header["n"], header["p"], header["block_rows"]
 
-    def read(self, start: int, stop: int) -> Tensor:
-        """Columns [start, stop) of G, n x (stop − start), column-major."""
+    def read(self, start: int, stop: int, crc32: int | None = None) -> Tensor:
+        """Columns [start, stop) of G, n x (stop − start), column-major. With `crc32` (a read
+        of every column), the bytes read are checked against it on the way (StoreError)."""
         width = stop - start
         out = torch.empty(width, self.n, dtype=self.dtype).T
         itemsize = out.element_size()
+        crc = 0
         with open(self.path, "rb", buffering=0) as f:
             block_offset = HEADER_BYTES
             for row in range(0, self.n, self.block_rows):
                 rows = min(self.block_rows, self.n - row)
-                block = torch.empty(width, rows, dtype=self.dtype)
+                whole = width == self.p and rows == self.n  # one block of everything: read in place
+                block = out.T if whole else torch.empty(width, rows, dtype=self.dtype)
                 f.seek(block_offset + start * rows * itemsize)
-                f.readinto(block.view(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
-                out[row : row + rows] = block.T
+                data = memoryview(block.view(-1).view(torch.uint8).numpy())  # type: ignore[arg-type]
+                if f.readinto(data) != data.nbytes:
+                    raise StoreError("truncated")
+                if crc32 is not None:
+                    crc = zlib.crc32(data, crc)
+                if not whole:
+                    out[row : row + rows] = block.T
                 block_offset += self.p * rows * itemsize
+        if crc32 is not None and crc != crc32:
+            raise StoreError("checksum mismatch (corrupt)")
         return out
 
 
@@ -112,39 +122,64 @@ class FisherStore:
         return self.root / f"{key}{SUFFIX}"
 
     def open(self, key: str, n: int, p: int, dtype: torch.dtype) -> StoredGradients | None:
-        """The entry for `key` if it exists and is sound; a bad one is removed (with a warning)."""
+        """The entry for `key` if it exists and is sound (header, size and checksum, checked by
+        one streaming pass); a bad one is removed (with a warning)."""
+        try:
+            header = self._header(key, n, p, dtype)
+            if header is not None:
+                self._check_crc(self.path(key), header["crc32"])
+        except (StoreError, OSError, ValueError) as err:
+            self._discard(key, err)
+            return None
+        return None if header is None else StoredGradients(self.path(key), header, dtype)
+
+    def load(self, key: str, n: int, p: int, dtype: torch.dtype) -> Tensor | None:
+        """All of G for `key` (n x p, column-major), checked against its checksum in the same
+        pass that reads it; None when absent; a bad entry is removed (with a warning)."""
+        try:
+            header = self._header(key, n, p, dtype)
+            return (
+                None if header is None else StoredGradients(self.path(key), header, dtype).read(0, p, header["crc32"])
+            )
+        except (StoreError, OSError, ValueError) as err:
+            self._discard(key, err)
+            return None
+
+    def _discard(self, key: str, err: Exception) -> None:
+        log.warning("Fisher store: entry %s is unusable (%s); removed, recomputing", self.path(key).name, err)
+        self.path(key).unlink(missing_ok=True)
+
+    def _header(self, key: str, n: int, p: int, dtype: torch.dtype) -> dict | None:
+        """The entry's header, checked against what is asked for and the file's size (None: no
+        entry). Touches the file: least recently used eviction goes by modification time."""
         path = self.path(key)
         if not path.exists():
             return None
-        try:
-            header = self._verified_header(path, key, n, p, dtype)
-        except (StoreError, OSError, ValueError) as err:
-            log.warning("Fisher store: entry %s is unusable (%s); removed, recomputing", path.name, err)
-            path.unlink(missing_ok=True)
-            return None
-        os.utime(path)  # least recently used eviction goes by modification time
-        return StoredGradients(path, header, dtype)
-
-    def _verified_header(self, path: Path, key: str, n: int, p: int, dtype: torch.dtype) -> dict:
         itemsize = torch.empty((), dtype=dtype).element_size()
         with open(path, "rb") as f:
             raw = f.read(HEADER_BYTES)
-            if not raw.startswith(MAGIC):
-                raise StoreError("not a Fisher store file")
-            header = json.loads(raw[len(MAGIC) :].rstrip(b"\0 "))
-            expected = {"key": key, "n": n, "p": p, "dtype": str(dtype)}
-            found = {name: header.get(name) for name in expected}
-            if found != expected:
-                raise StoreError(f"header {found} does not match {expected}")
-            size = path.stat().st_size
-            if size != HEADER_BYTES + n * p * itemsize:
-                raise StoreError(f"{size} bytes, expected {HEADER_BYTES + n * p * itemsize} (truncated)")
-            crc = 0
+        if not raw.startswith(MAGIC):
+            raise StoreError("not a Fisher store file")
+        header = json.loads(raw[len(MAGIC) :].rstrip(b"\0 "))
+        expected = {"key": key, "n": n, "p": p, "dtype": str(dtype)}
+        found = {name: header.get(name) for name in expected}
+        if found != expected:
+            raise StoreError(f"header {found} does not match {expected}")
+        size = path.stat().st_size
+        if size != HEADER_BYTES + n * p * itemsize:
+            raise StoreError(f"{size} bytes, expected {HEADER_BYTES + n * p * itemsize} (truncated)")
+        os.utime(path)
+        return header
+
+    @staticmethod
+    def _check_crc(path: Path, expected: int) -> None:
+        crc = 0
+        with open(path, "rb") as f:
+            f.seek(HEADER_BYTES)
             while chunk := f.read(READ_BYTES):
                 crc = zlib.crc32(chunk, crc)
-        if crc != header["crc32"]:
+        if crc != expected:
             raise StoreError("checksum mismatch (corrupt)")
-        return header
 
     def write(self, key: str, n: int, p: int, dtype: torch.dtype, blocks: Iterable[Tensor]) -> StoredGradients:
         """Write the entry for `key` from `blocks`, consecutive row blocks of G (each rows x p,
