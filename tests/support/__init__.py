@@ -16,9 +16,19 @@ from torch import Tensor, nn
 
 from chitalab.fisher import GradientSource
 from chitalab.params import select_pruned
-from chitalab.pruning import ChitaPruner, DrawKey, PruneContext, SampleStream
+from chitalab.pruning import (
+    ChitaBlockPruner,
+    ChitaPruner,
+    DrawKey,
+    MagnitudePruner,
+    MultiStagePruner,
+    PruneContext,
+    Pruner,
+    SampleStream,
+    WoodFisherPruner,
+)
 from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Sparsity
-from chitalab.solver import GLOBAL_TOP_K, Backsolve, Solver, SparsityConstraint
+from chitalab.solver import GLOBAL_TOP_K, IHT, Backsolve, Solver, SparsityConstraint
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "src" / "chitalab" / "conf"
@@ -181,3 +191,19 @@ def wandb_records(path: Path) -> list:
         record.ParseFromString(chunk)
         records.append(record)
     return records
+
+
+def every_pruner(solvers: list[Solver], base_level: float | None = 0.3) -> list[Pruner]:
+    """The pruners a constraint test runs (64 Fisher samples, blocks of 64): MP, CHITA with
+    each of `solvers`, the block method, WoodFisher and, unless `base_level` is None, CHITA++
+    in three stages from it."""
+    gradients = GradientSource(n_samples=64)
+    pruners: list[Pruner] = [
+        MagnitudePruner(),
+        *(ChitaPruner(gradients, solver) for solver in solvers),
+        ChitaBlockPruner(gradients, block_size=64),
+        WoodFisherPruner(gradients, block_size=64),
+    ]
+    if base_level is not None:
+        pruners.append(MultiStagePruner(ChitaPruner(gradients, IHT(iterations=5)), num_stages=3, base_level=base_level))
+    return pruners

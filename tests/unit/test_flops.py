@@ -7,11 +7,9 @@ import pytest
 import torch
 
 from chitalab.errors import ArgumentError
-from chitalab.fisher import GradientSource
 from chitalab.models import MLPNet
-from chitalab.pruning import ChitaBlockPruner, ChitaPruner, MagnitudePruner, WoodFisherPruner
 from chitalab.solver import IHT, ActiveSet, Backsolve, FlopBudget
-from tests.support import prune_context
+from tests.support import every_pruner, prune_context
 from tests.support.patterns import best_mask_energy
 
 SHAPES, MACS = [(2, 3), (1, 4)], [5, 2]  # 6 weights of 5 MACs, 4 of 2: 38 MACs dense
@@ -69,15 +67,7 @@ def test_every_pruner_ends_within_the_mac_budget_and_records_the_gap():
     x, y = torch.randn(80, 64), torch.randint(0, 4, (80,))
     shapes = prune_context(model, x, y).pruned.shapes
     constraint = FlopBudget(shapes, [3, 1, 2], flops_fraction=0.3)  # priced unlike their sizes
-    gradients = GradientSource(n_samples=64)
-    pruners = [
-        MagnitudePruner(),
-        ChitaPruner(gradients, ActiveSet(iterations=5)),
-        ChitaPruner(gradients, IHT(iterations=5)),
-        ChitaPruner(gradients, Backsolve()),
-        ChitaBlockPruner(gradients, block_size=64),
-        WoodFisherPruner(gradients, block_size=64),
-    ]
+    pruners = every_pruner([ActiveSet(iterations=5), IHT(iterations=5), Backsolve()], base_level=None)
     for pruner in pruners:
         net = MLPNet(64, [16, 8], 4)
         net.load_state_dict(model.state_dict())

@@ -13,7 +13,7 @@ from chitalab.errors import ArgumentError
 from chitalab.fisher import GradientSource
 from chitalab.models import MLPNet
 from chitalab.params import keep_count, sparsity_keeping
-from chitalab.pruning import ChitaBlockPruner, ChitaPruner, MagnitudePruner, MultiStagePruner, WoodFisherPruner
+from chitalab.pruning import ChitaPruner, MultiStagePruner
 from chitalab.solver import (
     IHT,
     NM,
@@ -26,7 +26,7 @@ from chitalab.solver import (
     woodfisher,
 )
 from tests.extensions import ProjectedGradient
-from tests.support import prune_context
+from tests.support import every_pruner, prune_context
 from tests.support.brute_force import make_problem, naive_objective, reaches
 from tests.support.patterns import best_mask_energy, is_n_m, nm_group_counts
 
@@ -242,15 +242,7 @@ def test_every_pruner_keeps_n_m_with_short_groups_frozen_weights_and_stages():
     ctx = prune_context(model, x, y)
     constraint = NM(ctx.pruned.shapes, n=2, m=4)
     sparsity = sparsity_keeping(constraint.fixed_keep(), ctx.pruned.numel)
-    pruners = [
-        MagnitudePruner(),
-        ChitaPruner(gradients, ActiveSet(iterations=10)),
-        ChitaPruner(gradients, IHT(iterations=10)),
-        ChitaPruner(gradients, Backsolve()),
-        ChitaBlockPruner(gradients, block_size=64),
-        WoodFisherPruner(gradients, block_size=64),
-        MultiStagePruner(ChitaPruner(gradients, IHT(iterations=5)), num_stages=3, base_level=0.1),
-    ]
+    pruners = every_pruner([ActiveSet(iterations=10), IHT(iterations=10), Backsolve()], base_level=0.1)
     for pruner in pruners:
         net = MLPNet(62, [16, 10], 4)
         net.load_state_dict(model.state_dict())

@@ -71,20 +71,23 @@ class FisherGradients:
         """What results.json records about G: the memory plan and the store's hit or miss."""
         return {"memory_plan": self.plan.summary(), "fisher_store": self.store_status}
 
-    def _collect(self, columns: tuple[int, int] | None) -> Tensor:
-        G = collect_gradients(
-            self.model,
-            self.pruned,
-            self.loss_fn,
-            self.x,
-            self.y,
+    def _arguments(self, chunk_size: int) -> dict:
+        """What `collect_gradients` and `gradient_chunks` are given for this G."""
+        return dict(
+            model=self.model,
+            pruned=self.pruned,
+            loss_fn=self.loss_fn,
+            x=self.x,
+            y=self.y,
             mini_bsz=self.source.mini_bsz,
-            chunk_size=self.plan.chunk_size,
+            chunk_size=chunk_size,
             dtype=self.source.torch_dtype,
             progress=self.progress,
-            columns=columns,
             method=self.source.method,
         )
+
+    def _collect(self, columns: tuple[int, int] | None) -> Tensor:
+        G = collect_gradients(**self._arguments(self.plan.chunk_size), columns=columns)
         check_finite_gradients(G)
         return G
 
@@ -131,18 +134,7 @@ class FisherGradients:
         return max(1, min(plan.chunk_size, int((plan.budget - plan.workspace) // per_row)))
 
     def _finite_chunks(self, chunk_size: int) -> Iterator[Tensor]:
-        for _, rows in gradient_chunks(
-            self.model,
-            self.pruned,
-            self.loss_fn,
-            self.x,
-            self.y,
-            mini_bsz=self.source.mini_bsz,
-            chunk_size=chunk_size,
-            dtype=self.source.torch_dtype,
-            progress=self.progress,
-            method=self.source.method,
-        ):
+        for _, rows in gradient_chunks(**self._arguments(chunk_size)):
             check_finite_gradients(rows)
             yield rows
 
