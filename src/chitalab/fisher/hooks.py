@@ -1,22 +1,22 @@
 """Per-sample weight gradients from layer inputs and output gradients, in one batched pass.
 
 For a linear or convolutional layer, the gradient of one sample's loss with respect to the
-weight is a product of what the layer saw (its input, unfolded into patches for a convolution)
-and the gradient at its output. One ordinary forward pass records the inputs, one backward pass
-to the layer outputs gives the output gradients (no weight gradient is formed), and one batched
-product per layer turns both into every row of G at once. Averaging over a mini-batch of m samples is
-folded in: the m samples of a row share its summation index (linear), or form the batch of a
-convolution whose groups are the rows (convolution). This costs about the same as one batched
-gradient, where `torch.func`'s vmap pays extra for generality; layers without a rule here fall
-back to that path (`gradients.collect_gradients`).
+weight is a product of what the layer saw (its input) and the gradient at its output. One
+ordinary forward pass records the inputs, one backward pass to the layer outputs gives the
+output gradients (no weight gradient is formed), and one batched product per layer turns both
+into every row of G at once. Averaging over a mini-batch of m samples is folded in: the m
+samples of a row share its summation index (linear), or form the batch of a convolution whose
+groups are the rows (convolution). On ResNet20 this took 1.45-1.7x one batched gradient, about
+what `torch.func`'s vmap takes (1.6-2.3x; benchmarks/README.md); vmap stays the path for layers
+without a rule here (`gradients.collect_gradients`).
 
 The loss function must be the mean of per-sample losses over the batch (cross-entropy, NLL),
 and the model in eval mode, so that the samples of a batch do not interact. Only plain
-`nn.Linear` and `nn.Conv2d` modules have rules (a subclass may use its weight differently),
-the first chunk of every collection is checked against ordinary autograd (its rows must add up
+`nn.Linear` and `nn.Conv2d` modules have rules (a subclass may use its weight differently).
+The first chunk of every collection is checked against ordinary autograd (its rows must add up
 to the batched weight gradient of the same pass, and the loss must be a batch mean): a model
-where the rules do not hold (a weight also used outside its layer's call, a loss that is not a batch
-mean) is caught there and handed to the fallback.
+where the rules do not hold (a weight also used outside its layer's call, a loss that is not a
+batch mean) is caught there and handed to the fallback.
 """
 
 from __future__ import annotations
