@@ -15,7 +15,7 @@ RESULTS_FILE = "results.json"
 WEIGHTS_FILE = "pruned.pt"
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """`write(partial)` then rename; a failed write (read-only folder, full disk) leaves no
     `.part` behind and is reported as a UserError naming the file."""
     partial = path.with_name(path.name + ".part")
@@ -39,8 +39,8 @@ def save_outputs(out_dir: Path, state_dict: dict, results_json: str) -> None:
     except OSError as err:
         raise UserError(f"cannot create the run folder {out_dir}: {err.strerror or err}") from None
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
-    _atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
-    _atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(results_json))
+    atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
+    atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(results_json))
 
 
 def dotted_keys(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -35,6 +35,7 @@ from ..cli import EXIT_USER_ERROR, fail
 from ..data import PruningDataModule
 from ..errors import UserError
 from ..models import ModelSpec, load_model
+from ..outputs import atomic_write
 from ..params import select_pruned
 
 FORMATS = ("sparse", "onnx", "deploy")
@@ -186,9 +187,7 @@ def export_deploy(run: RunFolder, out: Path, latency: bool, threads: int) -> dic
     net = build_pruned_model(run)
     x, _ = next(test_batches(run))
     block = deploy_summary(net, pruned_names(run, net), x[:1], latency=latency, threads=threads)
-    partial = out.with_name(out.name + ".part")
-    partial.write_text(json.dumps(block, indent=1) + "\n")
-    os.replace(partial, out)
+    atomic_write(out, lambda partial: partial.write_text(json.dumps(block, indent=1) + "\n"))
     summary = {"format": "deploy", "path": str(out), "macs": block["macs"]["ratio"], **block["checkpoint_bytes"]}
     if block["latency"]:
         summary["latency_ms"] = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,8 @@ from typing import Any, Literal
 
 import torch
 from torch import Tensor
+
+from ..outputs import atomic_write
 
 MAGIC = b"CHITALAB-SPARSE\x00"
 FORMAT_VERSION = 1
@@ -261,12 +262,7 @@ def save_sparse(state: Mapping[str, Tensor], path: str | Path) -> SparseFileInfo
     """Write `state` as a sparse checkpoint, atomically (`PATH.part`, then renamed)."""
     path = Path(path)
     data = to_bytes(state)
-    partial = path.with_name(path.name + ".part")
-    try:
-        partial.write_bytes(data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    atomic_write(path, lambda partial: partial.write_bytes(data))
     return SparseFileInfo(path, len(data), encodings_of(state))
 
 
