@@ -43,20 +43,17 @@ class DeployModel:
     uniform: bool = False
 
 
-def _mlpnet() -> tuple[nn.Module, str]:
-    net, path = MLPNet(), _checkpoint("mlpnet")
-    if path.is_file():
-        load_checkpoint(net, path)
-        return net, f"checkpoint {path.name}"
-    return net, "random weights (checkpoint absent)"
+def _checkpointed(name: str, build: Callable[[], nn.Module]) -> Callable[[], tuple[nn.Module, str]]:
+    """`build()` with the paper's checkpoint for `name` when it is there, random weights otherwise."""
 
+    def load() -> tuple[nn.Module, str]:
+        net, path = build(), _checkpoint(name)
+        if path.is_file():
+            load_checkpoint(net, path)
+            return net, f"checkpoint {path.name}"
+        return net, "random weights (checkpoint absent)"
 
-def _resnet20() -> tuple[nn.Module, str]:
-    net, path = resnet20(), _checkpoint("resnet20")
-    if path.is_file():
-        load_checkpoint(net, path)
-        return net, f"checkpoint {path.name}"
-    return net, "random weights (checkpoint absent)"
+    return load
 
 
 def _wide(width: int) -> Callable[[], tuple[nn.Module, str]]:
@@ -69,8 +66,8 @@ def _wide(width: int) -> Callable[[], tuple[nn.Module, str]]:
 
 def deploy_models(wide: int) -> list[DeployModel]:
     return [
-        DeployModel("mlpnet", _mlpnet, (1, 28, 28)),
-        DeployModel("resnet20", _resnet20, (3, 32, 32), ("*downsample*",)),
+        DeployModel("mlpnet", _checkpointed("mlpnet", MLPNet), (1, 28, 28)),
+        DeployModel("resnet20", _checkpointed("resnet20", resnet20), (3, 32, 32), ("*downsample*",)),
         DeployModel(f"wide_mlp_3x{wide}", _wide(wide), (1, 28, 28), uniform=True),
     ]
 

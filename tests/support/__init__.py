@@ -28,7 +28,8 @@ from chitalab.pruning import (
     WoodFisherPruner,
 )
 from chitalab.run.results import Evaluation, ReportKeys, Results, Seconds, Sparsity
-from chitalab.solver import GLOBAL_TOP_K, IHT, Backsolve, Solver, SparsityConstraint
+from chitalab.solver import GLOBAL_TOP_K, IHT, ActiveSet, Backsolve, Solver, SparsityConstraint
+from tests.extensions import ProjectedGradient
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "src" / "chitalab" / "conf"
@@ -191,6 +192,16 @@ def wandb_records(path: Path) -> list:
         record.ParseFromString(chunk)
         records.append(record)
     return records
+
+
+EVERY_SOLVER: dict[str, Solver] = {
+    "active_set": ActiveSet(iterations=30),
+    "iht": IHT(iterations=30),
+    "iht_refit": IHT(iterations=30, refit=True),
+    "backsolve": Backsolve(),
+    "projected_gradient": ProjectedGradient(iterations=30),
+}
+"""Every solver a constraint test runs, by name: the project's, and one from outside src."""
 
 
 def every_pruner(solvers: list[Solver], base_level: float | None = 0.3) -> list[Pruner]:

@@ -11,7 +11,6 @@ from chitalab.models import MLPNet
 from chitalab.pruning import ChitaPruner
 from chitalab.solver import (
     GLOBAL_TOP_K,
-    IHT,
     ActiveSet,
     Backsolve,
     GlobalTopK,
@@ -22,7 +21,7 @@ from chitalab.solver import (
     woodfisher,
 )
 from tests.extensions import PerTensorTopK, ProjectedGradient
-from tests.support import every_pruner, prune_context
+from tests.support import EVERY_SOLVER, every_pruner, prune_context
 
 SHAPES = [(6, 5), (4, 6), (3, 4)]  # 30 + 24 + 12 = 66 weights in three "tensors"
 
@@ -40,23 +39,14 @@ def problem(seed: int = 0, n: int = 40, first_order: bool = False) -> Problem:
     return Problem.from_gradients(G, w_bar, 1e-3, a)
 
 
-SOLVERS = {
-    "active_set": ActiveSet(iterations=30),
-    "iht": IHT(iterations=30),
-    "iht_refit": IHT(iterations=30, refit=True),
-    "backsolve": Backsolve(),
-    "projected_gradient": ProjectedGradient(iterations=30),
-}
-
-
-@pytest.mark.parametrize("name", sorted(SOLVERS))
+@pytest.mark.parametrize("name", sorted(EVERY_SOLVER))
 @pytest.mark.parametrize("first_order", [False, True])
 def test_every_solver_honours_a_constraint_defined_in_the_tests(name, first_order):
     constraint = PerTensorTopK(SHAPES)
     k = 20
     for seed in range(3):
         pr = problem(seed, first_order=first_order)
-        result = SOLVERS[name].solve(pr, k, constraint)
+        result = EVERY_SOLVER[name].solve(pr, k, constraint)
         assert constraint.is_feasible(result.w, k)
         assert all(c <= b for c, b in zip(per_tensor_counts(result.w, constraint), constraint.budgets(k)))
         start = Backsolve().solve(pr, k, constraint)

@@ -25,8 +25,7 @@ from chitalab.solver import (
     nm_groups,
     woodfisher,
 )
-from tests.extensions import ProjectedGradient
-from tests.support import every_pruner, prune_context
+from tests.support import EVERY_SOLVER, every_pruner, prune_context
 from tests.support.brute_force import make_problem, naive_objective, reaches
 from tests.support.patterns import best_mask_energy, is_n_m, nm_group_counts
 
@@ -174,15 +173,6 @@ def nm_brute_force(problem, constraint: NM, k: int) -> float:
     return best
 
 
-SOLVERS = {
-    "active_set": ActiveSet(iterations=30),
-    "iht": IHT(iterations=30),
-    "iht_refit": IHT(iterations=30, refit=True),
-    "backsolve": Backsolve(),
-    "projected_gradient": ProjectedGradient(iterations=30),
-}
-
-
 def test_backsolve_is_the_exact_ridge_fit_on_the_n_m_support():
     constraint = NM(TINY, n=2, m=4)
     k = constraint.fixed_keep()
@@ -198,14 +188,14 @@ def test_backsolve_is_the_exact_ridge_fit_on_the_n_m_support():
         assert result.objective >= nm_brute_force(problem, constraint, k) - 1e-9
 
 
-@pytest.mark.parametrize("name", sorted(SOLVERS))
+@pytest.mark.parametrize("name", sorted(EVERY_SOLVER))
 def test_every_solver_ends_on_an_n_m_support_no_better_than_the_enumerated_optimum(name):
     constraint = NM(TINY, n=2, m=4)
     k = constraint.fixed_keep()
     reached = 0
     for seed in range(8):
         problem = make_problem(seed, n=40, p=constraint.numel)
-        result = SOLVERS[name].solve(problem, k, constraint)
+        result = EVERY_SOLVER[name].solve(problem, k, constraint)
         optimum = nm_brute_force(problem, constraint, k)
         assert constraint.is_feasible(result.w, k)
         assert result.objective >= optimum - 1e-8 * max(1.0, abs(optimum))
