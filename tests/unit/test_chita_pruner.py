@@ -1,4 +1,4 @@
-"""The CHITA pruner around its solver: dead gradient columns, the swap solver, recorded settings."""
+"""The CHITA pruners around their solvers: dead gradient columns, the swap solver, recorded settings."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from chitalab.errors import UserError
 from chitalab.fisher import GradientSource
 from chitalab.models import MLPNet
-from chitalab.pruning import ChitaPruner
+from chitalab.pruning import ChitaBlockPruner, ChitaPruner, WoodFisherPruner
 from chitalab.solver import ActiveSet, Backsolve, Swap
 from tests.extensions import PerTensorTopK
 from tests.support import prune_context
@@ -43,6 +43,27 @@ def test_dead_columns_are_pruned_unless_the_pruner_keeps_them(solver):
     keep = ChitaPruner(GradientSource(n_samples=128), solver, l2=1e-3, dead_columns="keep")
     kept = keep.prune(prune_context(net, x, y), 0.8)
     assert kept.stats["dead_columns_left_out"] == 0 and kept.weights[dead].any()  # pinned at w̄, the largest
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda rule: ChitaBlockPruner(GradientSource(n_samples=128), l2=1e-3, block_size=64, dead_columns=rule),
+        lambda rule: ChitaBlockPruner(
+            GradientSource(n_samples=128, max_memory_gb=400_000 / 2**30), l2=1e-3, block_size=64, dead_columns=rule
+        ),
+        lambda rule: WoodFisherPruner(GradientSource(n_samples=128), l2=1e-3, block_size=64, dead_columns=rule),
+    ],
+    ids=["block", "block_in_groups", "woodfisher"],
+)
+def test_the_block_pruners_prune_dead_columns_too(make):
+    net, x, y = net_with_a_dead_unit()
+    dead = dead_mask(net)
+    drop = make("drop").prune(prune_context(net, x, y), 0.8)
+    assert drop.stats["dead_columns_left_out"] >= int(dead.sum()) == 72
+    assert not drop.weights[dead].any()
+    kept = make("keep").prune(prune_context(net, x, y), 0.8)
+    assert kept.stats["dead_columns_left_out"] == 0 and kept.weights[dead].any()
 
 
 def test_the_swap_search_lowers_the_backsolve_objective_and_keeps_k():

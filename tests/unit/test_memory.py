@@ -100,13 +100,17 @@ def test_block_pruner_keeps_every_group_of_gradients_within_the_budget(monkeypat
 
     monkeypatch.setattr(source_module, "collect_gradients", recording)
     budget_gb = 120_000 / GIB
-    bounded = ChitaBlockPruner(GradientSource(n_samples=40, max_memory_gb=budget_gb), l2=1e-3, block_size=64)
-    result = bounded.prune(prune_context(model, x, y), 0.7)
-    plan = result.stats["memory_plan"]
-    assert plan["groups"] == len(held) > 1
-    assert max(held) <= budget_gb * GIB and plan["peak_gib"] <= budget_gb
-    unbounded = ChitaBlockPruner(GradientSource(n_samples=40), l2=1e-3, block_size=64).prune(
-        prune_context(model, x, y), 0.7
-    )
-    torch.testing.assert_close(result.weights, unbounded.weights)
-    assert result.stats["objective"] == pytest.approx(unbounded.stats["objective"], rel=1e-5)
+    for dead_columns, passes in (("keep", 1), ("drop", 2)):  # dropping dead columns needs their norms first
+        held.clear()
+        bounded = ChitaBlockPruner(
+            GradientSource(n_samples=40, max_memory_gb=budget_gb), l2=1e-3, block_size=64, dead_columns=dead_columns
+        )
+        result = bounded.prune(prune_context(model, x, y), 0.7)
+        plan = result.stats["memory_plan"]
+        assert passes * plan["groups"] == len(held) > passes
+        assert max(held) <= budget_gb * GIB and plan["peak_gib"] <= budget_gb
+        unbounded = ChitaBlockPruner(
+            GradientSource(n_samples=40), l2=1e-3, block_size=64, dead_columns=dead_columns
+        ).prune(prune_context(model, x, y), 0.7)
+        torch.testing.assert_close(result.weights, unbounded.weights)
+        assert result.stats["objective"] == pytest.approx(unbounded.stats["objective"], rel=1e-5)

@@ -7,6 +7,7 @@ from .chita import ChitaPruner
 from .chita_block import ChitaBlockPruner
 from .magnitude import MagnitudePruner
 from .multistage import MultiStagePruner
+from .ridge_choice import RidgeChoice
 from .step_search import StepSearch
 from .streams import DrawKey, SampleStream
 from .woodfisher import WoodFisherPruner
@@ -22,6 +23,7 @@ __all__ = [
     "PruneContext",
     "PruneResult",
     "Pruner",
+    "RidgeChoice",
     "SampleStream",
     "StepSearch",
     "WoodFisherPruner",

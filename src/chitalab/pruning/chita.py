@@ -5,18 +5,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
+from torch import Tensor
 
 from ..errors import ArgumentError, check_choice, check_number
 from ..fisher import HALF_DTYPES, FisherGradients, GradientSource
 from ..params import keep_count
 from ..solver import Polish, Problem, Solver, SolveResult, SparsityConstraint, layer_loss, restrict_to_live
+from ..solver.dead import RULES as DEAD_RULES
+from ..solver.ridge import with_l2
 from .base import PruneContext, Pruner, PruneResult, bound_stats
+from .ridge_choice import L2Setting, RidgeChoice, l2_grid, l2_setting
 from .step_search import StepSearch
 
 log = logging.getLogger(__name__)
-DEAD_COLUMN_RULES = ("drop", "keep")
 
 
 def check_feasible(ctx: PruneContext, w: torch.Tensor, k: int, who: str) -> None:
@@ -41,13 +45,26 @@ def prepare_gradients(
     return fisher
 
 
+@dataclass
+class _Candidate:
+    """One λ's solution: the weights, the problem they solve, the constraint bound to it and
+    the solver's stats."""
+
+    w: Tensor
+    full: Problem
+    bound: SparsityConstraint
+    stats: dict
+
+
 class ChitaPruner(Pruner):
     """Single-stage CHITA, composed of a gradient source, a solver and the run's constraint.
 
     G comes from `gradients` (held whole); the problem is the ridge `l2` around w̄, with the
     first-order term a = Σ g_i / m when `first_order_term`; `solver` chooses the support and
     values, `polish` refines them on their support, and `step_search` (optional) damps the move
-    by the loss on fresh training samples. With `dead_columns=drop` (the paper's code does the
+    by the loss on fresh training samples. `l2` may be a grid (a list, or "auto"): the problem is
+    solved once per λ on the same G and `ridge_choice` keeps the λ whose pruned model has the
+    lowest loss on held-out training samples (see `chitalab.pruning.ridge_choice`). With `dead_columns=drop` (the paper's code does the
     same) weights whose gradient column is zero (norm at most `dead_rtol` times the largest) are
     pruned unless fewer than k others exist: the ridge would pin them at w̄ and a top-k keep them.
     """
@@ -58,12 +75,13 @@ class ChitaPruner(Pruner):
         self,
         gradients: GradientSource,
         solver: Solver,
-        l2: float = 1e-4,
+        l2: L2Setting = 1e-4,
         first_order_term: bool = False,
         polish: Polish | None = None,
         step_search: StepSearch | None = None,
         dead_columns: str = "drop",
         dead_rtol: float = 0.0,
+        ridge_choice: RidgeChoice | None = None,
     ):
         if gradients.dtype in HALF_DTYPES:
             raise ArgumentError(
@@ -73,15 +91,20 @@ class ChitaPruner(Pruner):
             )
         self.gradients = gradients
         self.solver = solver
-        self.l2 = check_number("l2", l2, 0)
+        self.l2_grid = l2_grid("l2", l2)
+        self.ridge_choice = ridge_choice or RidgeChoice()
         self.first_order_term = bool(first_order_term)
         self.polish = polish or Polish()
         self.step_search = step_search
-        self.dead_columns = check_choice("dead_columns", dead_columns, DEAD_COLUMN_RULES)
+        self.dead_columns = check_choice("dead_columns", dead_columns, DEAD_RULES)
         self.dead_rtol = check_number("dead_rtol", dead_rtol, 0)
 
     def samples_needed(self) -> int:
-        return max(self.gradients.samples_needed, self.step_search.samples if self.step_search else 0)
+        return max(
+            self.gradients.samples_needed,
+            self.step_search.samples if self.step_search else 0,
+            self.ridge_choice.samples if len(self.l2_grid) > 1 else 0,
+        )
 
     def label(self) -> str:
         return f"CHITA ({self.solver.variant})" if self.solver.variant else "CHITA"
@@ -89,7 +112,8 @@ class ChitaPruner(Pruner):
     def settings(self) -> dict:
         return {
             "name": self.name,
-            "l2": self.l2,
+            "l2": l2_setting(self.l2_grid),
+            "ridge_choice": self.ridge_choice.settings() if len(self.l2_grid) > 1 else None,
             "first_order_term": self.first_order_term,
             "gradients": self.gradients.settings(),
             "solver": self.solver.settings(),
@@ -99,63 +123,83 @@ class ChitaPruner(Pruner):
             "dead_rtol": self.dead_rtol,
         }
 
-    def _solve_live(self, problem: Problem, k: int, constraint: SparsityConstraint) -> tuple[SolveResult, int]:
-        """The solver's result, with dead coordinates (zero gradient columns, see
-        `chitalab.solver.dead`) left out of the support unless fewer than k live ones exist;
-        returns it with the number of dead coordinates left out."""
+    def _solve_path(self, problem: Problem, k: int, constraint: SparsityConstraint) -> list[tuple[SolveResult, int]]:
+        """The solver's results for `problem` under each ridge of the grid (`Solver.solve_path`),
+        with dead coordinates (zero gradient columns, see `chitalab.solver.dead`) left out of the
+        support unless fewer than k live ones exist; each with the number of dead coordinates
+        left out."""
+        problems = [with_l2(problem, l2) for l2 in self.l2_grid]
         restriction = restrict_to_live(problem, self.dead_rtol) if self.dead_columns == "drop" else None
         if restriction is None or restriction.live.numel() < k:
-            return self.solver.solve(problem, k, constraint), 0
-        result = self.solver.solve(restriction.problem, k, constraint.restrict(restriction.live))
-        return restriction.lift(result), problem.p - restriction.live.numel()
+            return [(result, 0) for result in self.solver.solve_path(problems, k, constraint)]
+        restricted = [restriction.with_l2(problem, l2) for l2 in self.l2_grid]
+        results = self.solver.solve_path([r.problem for r in restricted], k, constraint.restrict(restriction.live))
+        dead = problem.p - restriction.live.numel()
+        return [(r.lift(result), dead) for r, result in zip(restricted, results)]
+
+    def _candidates(self, ctx: PruneContext, G: Tensor, k: int) -> dict[float, _Candidate]:
+        """The polished solution for each ridge of the grid (weights full length, zero where
+        frozen). The constraint is bound once, to the local model of the grid's first λ."""
+        w_bar = ctx.pruned.flatten()
+        first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
+        base = Problem.from_gradients(G, w_bar.to(self.gradients.torch_dtype), self.l2_grid[0], first_order)
+        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2_grid[0], base.G.dtype))
+        # Frozen weights stay zero: solve over the others only.
+        alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
+        problem = base if alive is None else base.restrict(alive)
+        constraint = bound if alive is None else bound.restrict(alive)
+        candidates = {}
+        for l2, (result, dead) in zip(self.l2_grid, self._solve_path(problem, min(k, problem.p), constraint)):
+            full, restricted = with_l2(base, l2), with_l2(problem, l2)
+            w = self.polish(restricted, result.w)
+            stats = {**result.stats(), "dead_columns_left_out": dead, **bound_stats(ctx, bound)}
+            if alive is not None:
+                w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
+                # The restricted objective differs from the full one by a constant.
+                offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
+                stats["objective_history"] = [h + offset for h in result.history]
+            candidates[l2] = _Candidate(w, full, bound, stats)
+        return candidates
 
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         w_bar = ctx.pruned.flatten()
         k = keep_count(sparsity, w_bar.numel())
-        dtype = self.gradients.torch_dtype
 
         fisher = prepare_gradients(ctx, self.gradients, hint="use the block method (pruner=chita_block)")
         G = fisher.whole()
 
         start = time.perf_counter()
-        first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
-        full = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
-        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2, dtype))
-        allocation = bound_stats(ctx, bound)
-        ctx = dataclasses.replace(ctx, constraint=bound)
-        # Frozen weights stay zero: solve over the others only.
-        alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
-        problem = full if alive is None else full.restrict(alive)
-        constraint = ctx.constraint if alive is None else ctx.constraint.restrict(alive)
-        result, dead = self._solve_live(problem, min(k, problem.p), constraint)
-        w = self.polish(problem, result.w)
-        stats = {**result.stats(), "dead_columns_left_out": dead, **allocation}
-        if alive is not None:
-            w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
-            # The restricted objective differs from the full one by a constant.
-            offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
-            stats["objective_history"] = [h + offset for h in result.history]
+        solved = self._candidates(ctx, G, k)
+        l2 = self.l2_grid[0]
+        choice: dict = {}
+        if len(solved) > 1:
+            l2, choice = self.ridge_choice(ctx, w_bar, {value: c.w for value, c in solved.items()})
+        chosen = solved[l2]
+        ctx = dataclasses.replace(ctx, constraint=chosen.bound)
+        w, stats = chosen.w, chosen.stats
         if self.step_search is not None:
             damped, search = self.step_search(ctx, w_bar, w.to(w_bar.dtype))
-            w = damped.to(dtype)
+            w = damped.to(w.dtype)
             stats.update(search)
         check_feasible(ctx, w, k, self.label())
-        objective = full.objective(w)
+        objective = chosen.full.objective(w)
         solver_seconds = time.perf_counter() - start
 
         stats.update(
             objective=objective,
-            objective_magnitude=full.objective(ctx.constraint.project(full.w_bar, k)[0]),
+            objective_magnitude=chosen.full.objective(chosen.bound.project(chosen.full.w_bar, k)[0]),
             k=k,
+            **choice,
             **fisher.summary(),
         )
         log.info(
-            "%s: objective %.6g (magnitude pruning: %.6g), %d iterations, %d dead columns left out, %.2fs",
+            "%s: objective %.6g (magnitude pruning: %.6g), %d iterations, %d dead columns left out, %s%.2fs",
             self.label(),
             objective,
             stats["objective_magnitude"],
-            result.iterations,
-            dead,
+            stats["iterations"],
+            stats["dead_columns_left_out"],
+            f"l2 {l2:g} chosen of {len(solved)} on held-out training loss, " if choice else "",
             solver_seconds,
         )
         return PruneResult(

@@ -10,26 +10,28 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import check_int, check_number
+from ..errors import check_choice, check_int, check_number
 from ..fisher import FisherGradients, GradientSource
 from ..params import keep_count
 from ..solver import (
     BlockSolveResult,
     ColumnSource,
     SparsityConstraint,
-    block_backsolve,
+    block_backsolve_path,
     block_workspace_bytes,
     layer_blocks,
     layer_loss,
 )
+from ..solver.dead import RULES as DEAD_RULES
 from .base import PruneContext, Pruner, PruneResult, bound_stats
 from .chita import check_feasible, prepare_gradients
+from .ridge_choice import L2Setting, RidgeChoice, l2_grid, l2_setting
 
 log = logging.getLogger(__name__)
 
-BlockSolve = Callable[[ColumnSource, list[tuple[int, int]], SparsityConstraint], BlockSolveResult]
-"""(columns, groups, constraint) -> result: a block solver given G's column source, the plan's
-groups and the constraint bound to this problem."""
+BlockSolve = Callable[[ColumnSource, list[tuple[int, int]], SparsityConstraint], list[BlockSolveResult]]
+"""(columns, groups, constraint) -> results: a block solver given G's column source, the plan's
+groups and the constraint bound to this problem; one result per ridge λ of the pruner's grid."""
 
 
 def prune_by_blocks(
@@ -40,30 +42,41 @@ def prune_by_blocks(
     solve: BlockSolve,
     label: str,
     k: int,
-    l2: float,
+    l2s: list[float],
+    ridge_choice: RidgeChoice | None = None,
 ) -> PruneResult:
     """Plan G by column groups of whole `blocks`, bind the constraint to w̄, k and the local model
-    (ridge `l2`), run `solve` with gradients computed per group, and time the Fisher and the
-    solve apart. Shared by the block pruners (CHITA, WoodFisher)."""
+    (the first ridge of `l2s`), run `solve` with gradients computed per group, keep the λ of `l2s`
+    that `ridge_choice` picks on held-out training samples when there are several, and time the
+    Fisher and the solve apart. Shared by the block pruners (CHITA, WoodFisher)."""
     workspace = block_workspace_bytes(source.n_samples, blocks, compute)
     fisher: FisherGradients = prepare_gradients(
         ctx, source, cuts=[stop for _, stop in blocks], workspace=workspace, hint="lower the pruner's block_size"
     )
     start, setup_seconds = time.perf_counter(), fisher.seconds
-    bound = ctx.constraint.bind(ctx.pruned.flatten(), k, layer_loss(fisher.columns, l2, compute))
+    w_bar = ctx.pruned.flatten()
+    bound = ctx.constraint.bind(w_bar, k, layer_loss(fisher.columns, l2s[0], compute))
     allocation = bound_stats(ctx, bound)
     ctx = dataclasses.replace(ctx, constraint=bound)
-    result = solve(fisher.columns, fisher.plan.groups, ctx.constraint)
+    results = solve(fisher.columns, fisher.plan.groups, ctx.constraint)
+    choice: dict = {}
+    result = results[0]
+    if len(results) > 1:
+        assert ridge_choice is not None, "a grid of ridges needs a RidgeChoice"
+        l2, choice = ridge_choice(ctx, w_bar, {value: r.w for value, r in zip(l2s, results)})
+        result = results[l2s.index(l2)]
     solver_seconds = time.perf_counter() - start - (fisher.seconds - setup_seconds)
     check_feasible(ctx, result.w, k, label)
-    stats = {**result.stats(), "k": k, **fisher.summary(), **allocation}
+    stats = {**result.stats(), "k": k, **choice, **fisher.summary(), **allocation}
     log.info(
-        "%s: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %.2fs solving",
+        "%s: objective %.6g (magnitude pruning: %.6g), %d blocks in %d group(s), %d dead columns left out, %s%.2fs solving",
         label,
         result.objective,
         result.objective_magnitude,
         result.num_blocks,
         result.num_groups,
+        result.dead_columns_left_out,
+        f"l2 {choice['l2_chosen']:g} chosen of {len(results)} on held-out training loss, " if choice else "",
         solver_seconds,
     )
     w_dtype = ctx.pruned.params[0].dtype
@@ -76,23 +89,45 @@ class ChitaBlockPruner(Pruner):
     """Block-diagonal CHITA-BSO: the constraint's support of w̄ (one global threshold by
     default), each block refitted exactly under the ridge `l2` from its own columns of G.
     Layers are cut into blocks of about `block_size` weights (whole output channels); G may be
-    stored in bfloat16/float16 (blocks are solved in float32, float64 when G is)."""
+    stored in bfloat16/float16 (blocks are solved in float32, float64 when G is). `l2` may be a
+    grid (a list, or "auto"): every λ is fitted in the same pass over G, sharing each block's
+    Gram matrix, and `ridge_choice` keeps the one of lowest held-out training loss. Dead
+    coordinates (`dead_columns`, `dead_rtol`) are handled as in `ChitaPruner`."""
 
     name = "chita_block"
 
-    def __init__(self, gradients: GradientSource, l2: float = 1e-4, block_size: int = 500):
+    def __init__(
+        self,
+        gradients: GradientSource,
+        l2: L2Setting = 1e-4,
+        block_size: int = 500,
+        dead_columns: str = "drop",
+        dead_rtol: float = 0.0,
+        ridge_choice: RidgeChoice | None = None,
+    ):
         self.gradients = gradients
-        self.l2 = check_number("l2", l2, 0)
+        self.l2_grid = l2_grid("l2", l2)
+        self.ridge_choice = ridge_choice or RidgeChoice()
         self.block_size = check_int("block_size", block_size, 1)
+        self.dead_columns = check_choice("dead_columns", dead_columns, DEAD_RULES)
+        self.dead_rtol = check_number("dead_rtol", dead_rtol, 0)
 
     def samples_needed(self) -> int:
-        return self.gradients.samples_needed
+        return max(self.gradients.samples_needed, self.ridge_choice.samples if len(self.l2_grid) > 1 else 0)
 
     def label(self) -> str:
         return "CHITA (block)"
 
     def settings(self) -> dict:
-        return {"name": self.name, "l2": self.l2, "block_size": self.block_size, "gradients": self.gradients.settings()}
+        return {
+            "name": self.name,
+            "l2": l2_setting(self.l2_grid),
+            "ridge_choice": self.ridge_choice.settings() if len(self.l2_grid) > 1 else None,
+            "block_size": self.block_size,
+            "dead_columns": self.dead_columns,
+            "dead_rtol": self.dead_rtol,
+            "gradients": self.gradients.settings(),
+        }
 
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         """Frozen weights are zero in w̄, so the magnitude support skips them while k does not
@@ -101,12 +136,13 @@ class ChitaBlockPruner(Pruner):
         k = keep_count(sparsity, w_bar.numel())
         blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
         compute = torch.float64 if self.gradients.dtype == "float64" else torch.float32
+        dead_rtol = self.dead_rtol if self.dead_columns == "drop" else None
 
         def solve(
             columns: ColumnSource, groups: list[tuple[int, int]], constraint: SparsityConstraint
-        ) -> BlockSolveResult:
-            return block_backsolve(
-                w_bar, k, blocks, columns, self.l2, groups=groups, dtype=compute, constraint=constraint
-            )
+        ) -> list[BlockSolveResult]:
+            return block_backsolve_path(w_bar, k, blocks, columns, self.l2_grid, groups, compute, constraint, dead_rtol)
 
-        return prune_by_blocks(ctx, self.gradients, blocks, compute, solve, self.label(), k, self.l2)
+        return prune_by_blocks(
+            ctx, self.gradients, blocks, compute, solve, self.label(), k, self.l2_grid, self.ridge_choice
+        )

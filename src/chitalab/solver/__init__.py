@@ -2,7 +2,15 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
-from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks, layer_loss
+from .block import (
+    BlockSolveResult,
+    ColumnSource,
+    block_backsolve,
+    block_backsolve_path,
+    block_workspace_bytes,
+    layer_blocks,
+    layer_loss,
+)
 from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .flops import FlopBudget
@@ -45,6 +53,7 @@ __all__ = [
     "allocate",
     "backsolve",
     "block_backsolve",
+    "block_backsolve_path",
     "block_workspace_bytes",
     "dead_columns",
     "fit_on_support",

@@ -11,7 +11,7 @@ group of blocks at a time.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -20,10 +20,14 @@ from torch import Tensor
 
 from .backsolve import fit_on_support
 from .constraint import GLOBAL_TOP_K, LayerLoss, SparsityConstraint
+from .dead import column_norms, live_support
 from .problem import Problem
 from .result import SolveResult
+from .ridge import ridge_path, with_l2
 
 ColumnSource = Callable[[int, int], Tensor]
+GroupColumns = tuple[Tensor, int, Sequence[tuple[int, int]]]
+"""One group of `group_columns`: G's columns of the group, where they start, its blocks."""
 
 
 def layer_blocks(shapes: Sequence[Sequence[int]], block_size: int) -> list[tuple[int, int]]:
@@ -83,10 +87,17 @@ class BlockSolveResult(SolveResult):
     objective_magnitude: float = 0.0  # w̄ on the same support, for comparison
     num_blocks: int = 0
     num_groups: int = 0
+    dead_columns_left_out: int = 0  # coordinates left out of the support for their dead gradient column
 
     @classmethod
     def exact(
-        cls, w: Tensor, objective: float, objective_magnitude: float, num_blocks: int, num_groups: int
+        cls,
+        w: Tensor,
+        objective: float,
+        objective_magnitude: float,
+        num_blocks: int,
+        num_groups: int,
+        dead_columns_left_out: int = 0,
     ) -> BlockSolveResult:
         """The result of a one-pass block method (every block solved exactly, once)."""
         return cls(
@@ -98,6 +109,7 @@ class BlockSolveResult(SolveResult):
             objective_magnitude=objective_magnitude,
             num_blocks=num_blocks,
             num_groups=num_groups,
+            dead_columns_left_out=dead_columns_left_out,
         )
 
     def stats(self) -> dict:
@@ -106,29 +118,45 @@ class BlockSolveResult(SolveResult):
             "objective_magnitude": self.objective_magnitude,
             "blocks": self.num_blocks,
             "groups": self.num_groups,
+            "dead_columns_left_out": self.dead_columns_left_out,
         }
 
 
 def _solve_blocks(
-    G: Tensor, offset: int, blocks: Sequence[tuple[int, int]], w_bar: Tensor, keep: Tensor, l2: float, w: Tensor
-) -> tuple[float, float]:
-    """Solve `blocks`, whose columns of G start at `offset`, into w; returns the sums of their
-    objectives at the solution and at w̄ on the same support. G is referenced only here, so
-    it is freed when the group is done."""
-    objective = objective_magnitude = 0.0
+    G: Tensor,
+    offset: int,
+    blocks: Sequence[tuple[int, int]],
+    w_bar: Tensor,
+    keep: Tensor,
+    l2s: Sequence[float],
+    w: Tensor,
+) -> tuple[list[float], list[float]]:
+    """Solve `blocks`, whose columns of G start at `offset`, into w (one row per λ in `l2s`);
+    returns, per λ, the sums of their objectives at the solution and at w̄ on the same support.
+    The support does not depend on λ, so each block's fits for all λ share one Gram matrix
+    (`ridge_path`). G is referenced only here, so it is freed when the group is done."""
+    objective, objective_magnitude = [0.0] * len(l2s), [0.0] * len(l2s)
     with _one_thread(w.device):
         for b0, b1 in blocks:
-            problem = Problem.from_gradients(G[:, b0 - offset : b1 - offset].to(w.dtype), w_bar[b0:b1].to(w.dtype), l2)
+            base = Problem.from_gradients(G[:, b0 - offset : b1 - offset].to(w.dtype), w_bar[b0:b1].to(w.dtype), l2s[0])
             support = torch.nonzero(keep[b0:b1]).flatten()
-            w[b0:b1] = fit_on_support(problem, support) if support.numel() else 0.0
-            objective += problem.objective(w[b0:b1])
-            objective_magnitude += problem.objective(problem.w_bar * keep[b0:b1])
+            if not support.numel():
+                w[:, b0:b1] = 0.0
+            elif len(l2s) == 1:
+                w[0, b0:b1] = fit_on_support(base, support)
+            else:
+                w[:, b0:b1] = 0.0
+                w[:, b0 + support] = ridge_path(base, support, l2s).to(w.dtype)
+            for t, l2 in enumerate(l2s):
+                problem = with_l2(base, l2)
+                objective[t] += problem.objective(w[t, b0:b1])
+                objective_magnitude[t] += problem.objective(problem.w_bar * keep[b0:b1])
     return objective, objective_magnitude
 
 
 def group_columns(
     gradients: Tensor | ColumnSource, groups: Sequence[tuple[int, int]], blocks: Sequence[tuple[int, int]]
-) -> Iterator[tuple[Tensor, int, Sequence[tuple[int, int]]]]:
+) -> Iterator[GroupColumns]:
     """For each group (a column range of whole blocks) in turn: G's columns of the group, where
     they start, and the group's blocks. `gradients` is G or a callable giving columns [start, stop)."""
     columns = gradients if callable(gradients) else (lambda start, stop: gradients[:, start:stop])
@@ -160,6 +188,20 @@ def layer_loss(gradients: Tensor | ColumnSource, l2: float, dtype: torch.dtype =
     return loss
 
 
+def group_passes(
+    gradients: Tensor | ColumnSource, groups: Sequence[tuple[int, int]], blocks: Sequence[tuple[int, int]], twice: bool
+) -> tuple[Iterable[GroupColumns], Callable[[], Iterable[GroupColumns]]]:
+    """`group_columns` for a method that may read every group twice (a first pass to decide the
+    support, a second to solve): the first pass, and a function giving the second. When G is given
+    whole or there is one group, or only one pass is needed (`twice` false), the groups are
+    fetched once and kept for both."""
+    passes: Iterable[GroupColumns] = group_columns(gradients, groups, blocks)
+    if not twice or not callable(gradients) or len(groups) == 1:
+        kept = list(passes)
+        return kept, lambda: kept
+    return passes, lambda: group_columns(gradients, groups, blocks)
+
+
 def block_backsolve(
     w_bar: Tensor,
     k: int,
@@ -169,22 +211,53 @@ def block_backsolve(
     groups: Sequence[tuple[int, int]] | None = None,
     dtype: torch.dtype = torch.float32,
     constraint: SparsityConstraint = GLOBAL_TOP_K,
+    dead_rtol: float | None = None,
 ) -> BlockSolveResult:
-    """Keep the allowed support of w̄ (the k largest |w̄| by default) and refit each block's kept weights exactly (see the module doc).
+    """`block_backsolve_path` for one ridge λ."""
+    return block_backsolve_path(w_bar, k, blocks, gradients, [l2], groups, dtype, constraint, dead_rtol)[0]
+
+
+def block_backsolve_path(
+    w_bar: Tensor,
+    k: int,
+    blocks: Sequence[tuple[int, int]],
+    gradients: Tensor | ColumnSource,
+    l2s: Sequence[float],
+    groups: Sequence[tuple[int, int]] | None = None,
+    dtype: torch.dtype = torch.float32,
+    constraint: SparsityConstraint = GLOBAL_TOP_K,
+    dead_rtol: float | None = None,
+) -> list[BlockSolveResult]:
+    """Keep the allowed support of w̄ (the k largest |w̄| by default) and refit each block's kept
+    weights exactly (see the module doc), for each ridge λ in `l2s` (one result per λ, in order;
+    the fits of all λ share each block's Gram matrix).
 
     `gradients` is G (n x p) or a callable giving G's columns [start, stop); it is called
     once per group in `groups` (consecutive column ranges made of whole blocks; one group by
     default), and each group's columns are freed before the next group's are fetched, so G
-    never needs to be held whole. Blocks are solved in `dtype` whatever the storage dtype of G.
+    never needs to be held whole. With `dead_rtol` (see `chitalab.solver.dead`), coordinates
+    whose gradient column is dead are left out of the support unless fewer than k live ones
+    exist; with more than one group that costs a first pass over G for the column norms.
+    Blocks are solved in `dtype` whatever the storage dtype of G.
     """
+    l2s = [float(v) for v in l2s]
     p = w_bar.numel()
     groups = list(groups) if groups is not None else [(0, p)]
-    keep = constraint.support_mask(w_bar, k)
-    w = torch.zeros(p, dtype=dtype, device=w_bar.device)
-    objective = objective_magnitude = 0.0
-    for G, offset, group in group_columns(gradients, groups, blocks):
-        f, f_magnitude = _solve_blocks(G, offset, group, w_bar, keep, l2, w)
+    first, second = group_passes(gradients, groups, blocks, dead_rtol is not None)
+    dead = None
+    if dead_rtol is not None:
+        norms = torch.cat([column_norms(G) for G, _, _ in first])
+        dead = norms <= dead_rtol * norms.max() if norms.numel() else None
+        first = second()
+    keep, left_out = live_support(constraint, w_bar, k, dead)
+    w = torch.zeros(len(l2s), p, dtype=dtype, device=w_bar.device)
+    objective, objective_magnitude = [0.0] * len(l2s), [0.0] * len(l2s)
+    for G, offset, group in first:
+        f, f_magnitude = _solve_blocks(G, offset, group, w_bar, keep, l2s, w)
         del G  # free this group's columns before the next group's are computed
-        objective += f
-        objective_magnitude += f_magnitude
-    return BlockSolveResult.exact(w, objective, objective_magnitude, len(blocks), len(groups))
+        objective = [a + b for a, b in zip(objective, f)]
+        objective_magnitude = [a + b for a, b in zip(objective_magnitude, f_magnitude)]
+    return [
+        BlockSolveResult.exact(w[t], objective[t], objective_magnitude[t], len(blocks), len(groups), left_out)
+        for t in range(len(l2s))
+    ]

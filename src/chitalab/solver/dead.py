@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support
+from .constraint import SparsityConstraint
 from .problem import Problem
 from .result import SolveResult
+from .ridge import with_l2
 
 
 def column_norms(G: Tensor) -> Tensor:
@@ -35,6 +37,21 @@ def dead_columns(G: Tensor, rtol: float = 0.0) -> Tensor:
     if norms.numel() == 0:
         return torch.zeros(0, dtype=torch.bool, device=G.device)
     return norms <= rtol * norms.max()
+
+
+RULES = ("drop", "keep")
+
+
+def live_support(constraint: SparsityConstraint, scores: Tensor, k: int, dead: Tensor | None) -> tuple[Tensor, int]:
+    """The constraint's support of `scores` (a boolean mask) chosen among the live coordinates
+    only, and how many dead ones it left out; all coordinates compete when `dead` is None or
+    fewer than k are live (as in `solve_live`)."""
+    if dead is None or not bool(dead.any()) or int((~dead).sum()) < k:
+        return constraint.support_mask(scores, k), 0
+    live = torch.nonzero(~dead.to(scores.device)).flatten()
+    keep = torch.zeros(scores.numel(), dtype=torch.bool, device=scores.device)
+    keep[live] = constraint.restrict(live).support_mask(scores.index_select(0, live), k).to(keep.device)
+    return keep, scores.numel() - live.numel()
 
 
 def held_at_zero(problem: Problem, index: Tensor) -> float:
@@ -69,6 +86,13 @@ class LiveRestriction:
     live: Tensor  # their indices in the full problem
     offset: float  # full objective − restricted objective (the dead weights held at zero)
     p: int  # coordinates of the full problem
+
+    def with_l2(self, full: Problem, l2: float) -> LiveRestriction:
+        """The same restriction of `full` under another ridge λ (G shared, not copied)."""
+        dead = torch.ones(self.p, dtype=torch.bool, device=self.live.device)
+        dead[self.live] = False
+        offset = held_at_zero(with_l2(full, l2), torch.nonzero(dead).flatten())
+        return LiveRestriction(with_l2(self.problem, l2), self.live, offset, self.p)
 
     def lift(self, result: SolveResult) -> SolveResult:
         """A solution of the restricted problem as one of the full problem (dead weights zero)."""

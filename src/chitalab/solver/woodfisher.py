@@ -20,14 +20,15 @@ F⁻¹ = (I − G_bᵀ(nλI + G_bG_bᵀ)⁻¹G_b)/λ, so only an n x n matrix is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support
-from .block import BlockSolveResult, ColumnSource, _one_thread, group_columns
+from .block import BlockSolveResult, ColumnSource, _one_thread, group_passes
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
+from .dead import column_norms, live_support
 from .problem import Problem
 
 UPDATES = ("joint", "independent", "none")
@@ -124,12 +125,16 @@ def woodfisher(
     frozen: Tensor | None = None,
     dtype: torch.dtype = torch.float64,
     constraint: SparsityConstraint = GLOBAL_TOP_K,
+    dead_rtol: float | None = None,
 ) -> BlockSolveResult:
     """Keep the k most salient weights (see the module doc) and apply the OBS `update`.
 
     `gradients` is G (n x p) or a callable giving its columns [start, stop), fetched per group
     in `groups` (whole blocks; one group by default): once when G is given whole or there is
-    one group, else twice (saliencies, then updates). `frozen` weights are pruned first.
+    one group, else twice (saliencies, then updates). `frozen` weights are pruned first. With
+    `dead_rtol` (see `chitalab.solver.dead`), weights whose gradient column is dead are pruned
+    unless fewer than k live ones exist (their saliency λw²/2 is already small, but not always
+    the smallest).
     Blocks are computed in `dtype`: the diagonal 1 − ‖L⁻¹g_q‖² loses digits in float32 when λ
     is small. The objectives are those of the block-diagonal model.
     """
@@ -137,33 +142,33 @@ def woodfisher(
         raise ValueError(f"update must be one of {', '.join(UPDATES)}, got {update!r}")
     p = w_bar.numel()
     groups = list(groups) if groups is not None else [(0, p)]
-    passes: Iterable[tuple[Tensor, int, Sequence[tuple[int, int]]]] = group_columns(gradients, groups, blocks)
-    if not callable(gradients) or len(groups) == 1:
-        passes = list(passes)  # fetch each group once and keep it for the update pass
+    first, second = group_passes(gradients, groups, blocks, twice=True)
     w_ref = w_bar.to(dtype)
     inverse_diagonal = torch.empty(p, dtype=dtype, device=w_bar.device)
+    norms = torch.empty(p, dtype=dtype, device=w_bar.device)
     with _one_thread(w_bar.device):
-        for G, offset, group in passes:
+        for G, offset, group in first:
             _group_inverse_diagonals(G, offset, group, l2, inverse_diagonal)
+            norms[offset : offset + G.shape[1]] = column_norms(G)
             del G  # free this group's columns before the next group's are computed
     # ρ_q = w_q² / (2 [F⁻¹]_qq). Round-off can push a tiny positive [F⁻¹]_qq to zero or below:
     # such a weight is kept. The constraint keeps the allowed support of largest saliency.
     saliency = w_ref.square() / (2 * inverse_diagonal.clamp_min(torch.finfo(dtype).tiny))
     if frozen is not None:
         saliency.masked_fill_(frozen.to(saliency.device), 0)
-    keep = constraint.support_mask(saliency, min(k, p)) if k > 0 else torch.zeros(p, dtype=torch.bool)
+    dead = None if dead_rtol is None or not p else norms <= dead_rtol * norms.max()
+    keep, left_out = (
+        live_support(constraint, saliency, min(k, p), dead) if k > 0 else (torch.zeros(p, dtype=torch.bool), 0)
+    )
     keep = keep.to(w_bar.device)
     if frozen is not None:  # pruned even when k exceeds the other weights
         keep &= ~frozen.to(keep.device)
-
     w = torch.zeros(p, dtype=dtype, device=w_bar.device)
     objective = objective_magnitude = 0.0
-    if not isinstance(passes, list):
-        passes = group_columns(gradients, groups, blocks)
     with _one_thread(w_bar.device):
-        for G, offset, group in passes:
+        for G, offset, group in second():
             f, f_magnitude = _group_updates(G, offset, group, w_ref, keep, l2, update, inverse_diagonal, w)
             del G
             objective += f
             objective_magnitude += f_magnitude
-    return BlockSolveResult.exact(w, objective, objective_magnitude, len(blocks), len(groups))
+    return BlockSolveResult.exact(w, objective, objective_magnitude, len(blocks), len(groups), left_out)
