@@ -120,7 +120,7 @@ class ChitaPruner(Pruner):
         start = time.perf_counter()
         first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
         full = Problem.from_gradients(G, w_bar.to(dtype), self.l2, first_order)
-        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2, dtype))
+        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2))  # each layer refitted as one block
         allocation = bound_stats(ctx, bound)
         ctx = dataclasses.replace(ctx, constraint=bound)
         # Frozen weights stay zero: solve over the others only.

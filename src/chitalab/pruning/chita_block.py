@@ -43,14 +43,15 @@ def prune_by_blocks(
     l2: float,
 ) -> PruneResult:
     """Plan G by column groups of whole `blocks`, bind the constraint to w̄, k and the local model
-    (ridge `l2`), run `solve` with gradients computed per group, and time the Fisher and the
-    solve apart. Shared by the block pruners (CHITA, WoodFisher)."""
+    (the refitted per-layer loss of the same blocks under the ridge `l2`, G read per group),
+    run `solve` with gradients computed per group, and time the Fisher and the solve apart.
+    Shared by the block pruners (CHITA, WoodFisher)."""
     workspace = block_workspace_bytes(source.n_samples, blocks, compute)
     fisher: FisherGradients = prepare_gradients(
         ctx, source, cuts=[stop for _, stop in blocks], workspace=workspace, hint="lower the pruner's block_size"
     )
     start, setup_seconds = time.perf_counter(), fisher.seconds
-    bound = ctx.constraint.bind(ctx.pruned.flatten(), k, layer_loss(fisher.columns, l2, compute))
+    bound = ctx.constraint.bind(ctx.pruned.flatten(), k, layer_loss(fisher.columns, l2, blocks, fisher.plan.groups))
     allocation = bound_stats(ctx, bound)
     ctx = dataclasses.replace(ctx, constraint=bound)
     result = solve(fisher.columns, fisher.plan.groups, ctx.constraint)

@@ -2,7 +2,7 @@
 
 from .active_set import active_set_iht
 from .backsolve import backsolve, fit_on_support, ridge_on_support
-from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks, layer_loss
+from .block import BlockSolveResult, ColumnSource, block_backsolve, block_workspace_bytes, layer_blocks
 from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .flops import FlopBudget
@@ -11,6 +11,7 @@ from .nm import NM, nm_groups
 from .per_layer import PerLayer, allocate
 from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
+from .proxy import layer_loss, nested_fit_losses
 from .result import SolveResult
 from .ridge import fit_path, ridge_path, with_l2
 from .solvers import IHT, ActiveSet, Backsolve, Solver, Swap
@@ -53,6 +54,7 @@ __all__ = [
     "iht",
     "layer_blocks",
     "layer_loss",
+    "nested_fit_losses",
     "nm_groups",
     "obs_update",
     "restrict_to_live",
