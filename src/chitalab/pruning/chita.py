@@ -143,7 +143,7 @@ class ChitaPruner(Pruner):
         w_bar = ctx.pruned.flatten()
         first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
         base = Problem.from_gradients(G, w_bar.to(self.gradients.torch_dtype), self.l2_grid[0], first_order)
-        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2_grid[0], base.G.dtype))
+        bound = ctx.constraint.bind(w_bar, k, layer_loss(G, self.l2_grid[0]))  # each layer refitted as one block
         # Frozen weights stay zero: solve over the others only.
         alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
         problem = base if alive is None else base.restrict(alive)

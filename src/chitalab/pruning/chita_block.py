@@ -46,16 +46,17 @@ def prune_by_blocks(
     ridge_choice: RidgeChoice | None = None,
 ) -> PruneResult:
     """Plan G by column groups of whole `blocks`, bind the constraint to w̄, k and the local model
-    (the first ridge of `l2s`), run `solve` with gradients computed per group, keep the λ of `l2s`
-    that `ridge_choice` picks on held-out training samples when there are several, and time the
-    Fisher and the solve apart. Shared by the block pruners (CHITA, WoodFisher)."""
+    (the refitted per-layer loss of the same blocks under the first ridge of `l2s`, G read per
+    group), run `solve` with gradients computed per group, keep the λ of `l2s` that `ridge_choice`
+    picks on held-out training samples when there are several, and time the Fisher and the solve
+    apart. Shared by the block pruners (CHITA, WoodFisher)."""
     workspace = block_workspace_bytes(source.n_samples, blocks, compute)
     fisher: FisherGradients = prepare_gradients(
         ctx, source, cuts=[stop for _, stop in blocks], workspace=workspace, hint="lower the pruner's block_size"
     )
     start, setup_seconds = time.perf_counter(), fisher.seconds
     w_bar = ctx.pruned.flatten()
-    bound = ctx.constraint.bind(w_bar, k, layer_loss(fisher.columns, l2s[0], compute))
+    bound = ctx.constraint.bind(w_bar, k, layer_loss(fisher.columns, l2s[0], blocks, fisher.plan.groups))
     allocation = bound_stats(ctx, bound)
     ctx = dataclasses.replace(ctx, constraint=bound)
     results = solve(fisher.columns, fisher.plan.groups, ctx.constraint)

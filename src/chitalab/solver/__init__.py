@@ -9,7 +9,6 @@ from .block import (
     block_backsolve_path,
     block_workspace_bytes,
     layer_blocks,
-    layer_loss,
 )
 from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
@@ -19,6 +18,7 @@ from .nm import NM, nm_groups
 from .per_layer import PerLayer, allocate
 from .polish import POLISH_METHODS, Polish
 from .problem import Problem, hard_threshold, top_k_support
+from .proxy import layer_loss, nested_fit_losses
 from .result import SolveResult
 from .ridge import fit_path, ridge_path, with_l2
 from .solvers import IHT, ActiveSet, Backsolve, Solver, Swap
@@ -62,6 +62,7 @@ __all__ = [
     "iht",
     "layer_blocks",
     "layer_loss",
+    "nested_fit_losses",
     "nm_groups",
     "obs_update",
     "restrict_to_live",

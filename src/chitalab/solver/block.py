@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support
-from .constraint import GLOBAL_TOP_K, LayerLoss, SparsityConstraint
+from .constraint import GLOBAL_TOP_K, SparsityConstraint
 from .dead import column_norms, live_support
 from .problem import Problem
 from .result import SolveResult
@@ -171,21 +171,6 @@ def group_columns(
         first = last
     if first < len(blocks):
         raise ValueError(f"the groups end before block {blocks[first]}")
-
-
-def layer_loss(gradients: Tensor | ColumnSource, l2: float, dtype: torch.dtype = torch.float32) -> LayerLoss:
-    """CHITA's local model as a `LayerLoss`: ½‖G_l δ‖² + (n·l2/2)‖δ‖² for a batch of moves δ of
-    the weights [start, stop), G_l read once per call (from G, or the column source, which may
-    recompute it)."""
-
-    def loss(start: int, stop: int, deltas: Tensor) -> Tensor:
-        G = gradients[:, start:stop] if isinstance(gradients, Tensor) else gradients(start, stop)
-        G = G.to(dtype)
-        d = deltas.to(device=G.device, dtype=dtype)
-        moved = d @ G.T  # J x n
-        return 0.5 * (moved * moved).sum(dim=1) + 0.5 * G.shape[0] * l2 * (d * d).sum(dim=1)
-
-    return loss
 
 
 def group_passes(

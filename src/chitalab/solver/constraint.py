@@ -10,17 +10,29 @@ the `pattern` config group.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor
 
 from .problem import top_k_mask
 
-LayerLoss = Callable[[int, int, Tensor], Tensor]
-"""(start, stop, δ: J x (stop − start)) -> J values: the pruner's local model of the loss
-increase when the weights [start, stop) of w̄ move by −δ_j (CHITA's objective without the
-first-order term: ½‖G[:, start:stop] δ_j‖² + (nλ/2)‖δ_j‖²; see `chitalab.solver.layer_loss`)."""
+
+class LayerLoss(Protocol):
+    """The pruner's local model of the loss increase of pruning one layer alone, what the
+    allocated per-layer budgets minimise (`chitalab.solver.PerLayer`; built by
+    `chitalab.solver.layer_loss`, a data-free pruner passes None).
+
+    Called with w̄ (p), the layers as [start, stop) ranges of the flat pruned weights, and
+    `entry` (p, long): the supports of each layer are nested, the j-th (j < `levels`) keeping
+    the layer's weights with entry ≤ j (entry = levels: never kept). Returns a float64
+    len(layers) x levels tensor: at [l, j], the pruner's objective with layer l on its j-th
+    support, its kept weights refitted as the pruner refits them (the exact ridge fit of each
+    of its blocks), every other weight at w̄."""
+
+    def __call__(self, w_bar: Tensor, layers: Sequence[tuple[int, int]], entry: Tensor, levels: int) -> Tensor: ...
+
 
 CHANGE_STEP_DOUBLINGS = 60
 CHANGE_STEP_BISECTIONS = 40

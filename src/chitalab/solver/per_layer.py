@@ -8,15 +8,21 @@ Modes (`pattern=per_layer pattern.mode=...`):
   (each layer keeps at least ⌈(1 − cap)·size⌉ weights). The projection is exact: every
   layer's top floor, then the largest of the rest up to k. A cap that leaves more than k
   floors is refused.
-* `allocated`: per-layer densities chosen on the grid `densities` to minimise the sum of
-  the layers' own error proxies under the budget k, by an exact knapsack over the grid (OBC's
-  approach). A layer's proxy at density d is the pruner's local model (the CHITA objective,
-  `LayerLoss`) of removing that layer's smallest-magnitude weights down to d, every other
-  layer dense and the kept weights not refitted; a data-free pruner (MP) gives the magnitude
-  error ½‖δ‖². Weights the grid leaves unassigned (at most one grid step per layer, plus the
-  knapsack's rounding) go to the layers in proportion to the weights each left out. The budgets are fixed when the pruner binds the
-  constraint to its w̄ and budget (`bind`), once per pruning call (each CHITA++ stage and
-  gradual step allocates anew).
+* `allocated`: per-layer densities chosen on the grid `densities` (by default 0.01, 0.02, ...,
+  1.0) to minimise the sum of the layers' own error proxies under the budget k, by an exact
+  knapsack over the grid (OBC's approach). A layer's proxy at density d is the pruner's local
+  model (`LayerLoss`, built by `layer_loss`) of pruning that layer alone to its ⌊d·size⌋
+  largest |w̄|, every other layer dense, **after the refit**: the CHITA objective once the kept
+  weights of each of the pruner's blocks have their exact ridge fit, i.e. what the backsolve
+  on that support reaches (the supports are those the projection then keeps, the layer's
+  largest magnitudes). As the block-diagonal objective is a sum over blocks, the proxies of
+  the chosen densities add up (`proxy_total` in `settings`) to the block backsolve's objective
+  on the allocated support before the leftover weights are added, an upper bound on what it
+  reaches. A data-free pruner (MP, loss None) gives the magnitude error ½‖δ‖². Weights the
+  grid leaves unassigned (at most one grid step per layer, plus the knapsack's rounding) go to
+  the layers in proportion to the weights each left out. The budgets are fixed when the
+  pruner binds the constraint to its w̄ and budget (`bind`), once per pruning call (each
+  CHITA++ stage and gradual step allocates anew).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from ..errors import ArgumentError, UserError, check_choice, check_fraction, che
 from .constraint import LayerLoss, SparsityConstraint
 
 MODES = ("uniform", "caps", "allocated")
-DEFAULT_DENSITIES = tuple(round(0.05 * i, 2) for i in range(1, 21))  # 0.05, 0.10, ..., 1.0
+DEFAULT_DENSITIES = tuple(round(0.01 * i, 2) for i in range(1, 101))  # 0.01, 0.02, ..., 1.0
 
 
 def proportional_shares(total: int, sizes: Sequence[int]) -> list[int]:
@@ -88,7 +94,7 @@ class PerLayer(SparsityConstraint):
         shapes: Sequence[Sequence[int]] = (),
         mode: str = "uniform",
         max_layer_sparsity: float | None = None,
-        densities: Sequence[float] = DEFAULT_DENSITIES,
+        densities: Sequence[float] | None = None,
         resolution: int = 2000,
     ):
         self.mode = check_choice("mode", mode, MODES)
@@ -97,6 +103,7 @@ class PerLayer(SparsityConstraint):
                 "max_layer_sparsity", "max_layer_sparsity=null is not allowed with mode=caps; set a cap in [0, 1)"
             )
         self.cap = None if max_layer_sparsity is None else check_fraction("max_layer_sparsity", max_layer_sparsity)
+        densities = DEFAULT_DENSITIES if densities is None else densities
         grid = sorted(set(float(d) for d in densities))
         if not grid or not all(0 < d <= 1 for d in grid):
             raise ArgumentError("densities", f"densities={list(densities)!r} is not allowed; they must lie in (0, 1]")
@@ -106,6 +113,8 @@ class PerLayer(SparsityConstraint):
         self.owner = torch.repeat_interleave(torch.arange(len(self.sizes)), torch.tensor(self.sizes, dtype=torch.long))
         self.budgets: list[int] | None = None  # fixed by `bind` (allocated)
         self.proxies_on_grid: list[list[float]] | None = None  # what the allocation minimised
+        self.proxy_total: float | None = None  # the proxies of the chosen densities, summed
+        self.proxy: str | None = None  # "refitted" (the pruner's loss) or "magnitude" (none given)
         self._on_device: dict[torch.device, Tensor] = {}
 
     # ------------------------------------------------------------------ budgets
@@ -144,25 +153,41 @@ class PerLayer(SparsityConstraint):
         view = copy.copy(self)
         view.budgets = [b + e for b, e in zip(budgets, extra)]
         view.proxies_on_grid = errors.tolist()
+        view.proxy_total = float(sum(errors[layer, j] for layer, j in enumerate(chosen)))
+        view.proxy = "magnitude" if loss is None else "refitted"
         return view
 
-    def proxies(self, w_bar: Tensor, loss: LayerLoss | None) -> tuple[Tensor, Tensor]:
-        """errors[l, j] and kept weights costs[l, j] of layer l at density j of the grid."""
-        errors = torch.zeros(len(self.sizes), len(self.densities), dtype=torch.float64)
-        costs = torch.zeros_like(errors)
+    def entries(self, w_bar: Tensor) -> tuple[Tensor, Tensor]:
+        """The nested grid supports of every layer: entry[i] (p, long), the first grid index at
+        which weight i is among its layer's ⌊d·size⌋ (at least 1) largest |w̄| (len(densities):
+        never), and keeps[l, j], the weights layer l keeps at grid index j."""
+        entry = torch.empty(w_bar.numel(), dtype=torch.long, device=w_bar.device)
+        keeps = torch.zeros(len(self.sizes), len(self.densities), dtype=torch.long)
         offset = 0
         for layer, size in enumerate(self.sizes):
             w = w_bar[offset : offset + size]
             rank = torch.empty(size, dtype=torch.long, device=w.device)
             rank[torch.argsort(w.abs(), descending=True)] = torch.arange(size, device=w.device)
-            keeps = [min(size, max(1, math.floor(d * size))) for d in self.densities]
-            pruned = rank.unsqueeze(0) >= torch.tensor(keeps, device=w.device).unsqueeze(1)
-            deltas = w.unsqueeze(0) * pruned  # J x size: what each density removes
-            found = 0.5 * (deltas * deltas).sum(dim=1) if loss is None else loss(offset, offset + size, deltas)
-            errors[layer] = found.double().cpu()
-            costs[layer] = torch.tensor(keeps, dtype=torch.float64)
+            keeps[layer] = torch.tensor([min(size, max(1, math.floor(d * size))) for d in self.densities])
+            entry[offset : offset + size] = torch.searchsorted(keeps[layer].to(w.device), rank, right=True)
             offset += size
-        return errors, costs
+        return entry, keeps
+
+    def proxies(self, w_bar: Tensor, loss: LayerLoss | None) -> tuple[Tensor, Tensor]:
+        """errors[l, j] and kept weights costs[l, j] of layer l at density j of the grid: the
+        refitted loss `loss` gives, or the magnitude error ½‖δ‖² when loss is None."""
+        entry, keeps = self.entries(w_bar)
+        levels = len(self.densities)
+        if loss is None:
+            # ½ Σ w̄_i² over the weights of layer l not yet kept at j (entry_i > j).
+            slot = self._owner(w_bar.device) * (levels + 1) + entry
+            mass = torch.bincount(slot, weights=w_bar.double().square(), minlength=len(self.sizes) * (levels + 1))
+            mass = mass.view(len(self.sizes), levels + 1).cpu()
+            errors = 0.5 * (mass.sum(dim=1, keepdim=True) - mass.cumsum(dim=1)[:, :levels])
+        else:
+            bounds = torch.cumsum(torch.tensor([0, *self.sizes]), 0).tolist()
+            errors = loss(w_bar, list(zip(bounds[:-1], bounds[1:])), entry, levels).double().cpu()
+        return errors, keeps.double()
 
     # --------------------------------------------------------------- projection
     def _owner(self, device: torch.device) -> Tensor:
@@ -227,5 +252,7 @@ class PerLayer(SparsityConstraint):
         if self.mode == "allocated":
             settings.update(densities=self.densities, resolution=self.resolution)
         if self.budgets is not None:
-            settings.update(budgets=self.budgets, proxies=self.proxies_on_grid)
+            settings.update(
+                budgets=self.budgets, proxy=self.proxy, proxies=self.proxies_on_grid, proxy_total=self.proxy_total
+            )
         return settings
