@@ -13,9 +13,10 @@ M = ridge·I + G_S G_Sᵀ (n x n, the Woodbury side) and, with β_j = g_jᵀM⁻
 Candidates are screened in batches: entering j by the gain of adding j alone (from u and a
 screening copy of β for every coordinate, computed once in O(n²p)), leaving i by their exact
 removal cost ridge·w_i²/(2(1 − α_i)); every pair of the batch is then scored exactly. An accepted
-swap updates M⁻¹, α and the batch's own β, u and M⁻¹g_j by two rank-one (Sherman-Morrison) updates,
-O(n² + n·k + n·batch), instead of refactoring; up to `swaps_per_pass` swaps are made from one
-screening, after which one pass over G brings u and the screening β up to date. M is n x n
+swap updates M⁻¹, α and the batch's own β, u and M⁻¹g_j by two rank-one (Sherman-Morrison)
+updates with one pass over G_S, O(n² + n·k + n·batch), instead of refactoring; up to
+`swaps_per_pass` swaps are made from one screening, after which one pass over G brings u and the
+screening β up to date. M is n x n
 whatever k (Woodbury when n < k; with k < n the k x k side would be cheaper, not done). The algebra
 that scores and accepts swaps runs in float64 whatever G's dtype; the screening β is in G's.
 """
@@ -49,6 +50,8 @@ class _Fit:
     alpha: Tensor  # (k,) float64: g_iᵀ M⁻¹ g_i
     wS: Tensor  # (k,) float64: the fitted values
     r: Tensor  # (n,) float64: y − G_S w_S
+    r0: Tensor  # (n,) float64: y − G_S w̄_S, the residual of w̄ on the support
+    c: Tensor | None  # (n,) float64: G_S a_S (None without a first-order term)
     f: float
     beta: Tensor  # (p,) G's dtype: g_jᵀ M⁻¹ g_j for every coordinate, for screening entering ones
     u: Tensor  # (p,) float64: −∇f off the support, Gᵀr + ridge·w̄ − a (G's precision)
@@ -82,29 +85,39 @@ class _Search:
             value += float(a_S @ wS) - self.a_w_bar
         return value
 
-    def refit(self, support: Tensor, GS: Tensor, Minv: Tensor) -> tuple[Tensor, Tensor, float]:
-        """The exact fit on `support` from M⁻¹ (as in `ridge_on_support`: the move away from w̄ via
-        the push-through identity, only a_S divided by the ridge)."""
-        w_bar_S = self.w_bar.index_select(0, support)
-        r0 = self.y - GS.T @ w_bar_S
-        wS = w_bar_S + GS @ (Minv @ r0)
-        if self.a is not None:
-            a_S = self.a.index_select(0, support)
-            wS = wS - (a_S - GS @ (Minv @ (GS.T @ a_S))) / self.rho
-        r = self.y - GS.T @ wS
-        return wS, r, self.objective(support, wS, r)
+    def solution(self, Minv: Tensor, r0: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The exact fit on the support whose M⁻¹, r₀ = y − G_S w̄_S and c = G_S a_S are given
+        (as in `ridge_on_support`: the move away from w̄ via the push-through identity): u with
+        w_S = w̄_S + G_Sᵀu − a_S/ρ (see `values`), and the residual r, which needs no pass over
+        G_S: with z = M⁻¹r₀ and q = M⁻¹c, r = y − G_S w_S = ρz + q."""
+        z = Minv @ r0
+        if c is None:
+            return z, self.rho * z
+        q = Minv @ c
+        return z + q / self.rho, self.rho * z + q
 
-    def fit(self, support: Tensor) -> _Fit:
-        """Factor M for `support` from scratch (O(n²k + n³)) and fit."""
+    def values(self, support: Tensor, move: Tensor) -> Tensor:
+        """w_S = w̄_S + move − a_S/ρ, with move = G_Sᵀu."""
+        wS = self.w_bar.index_select(0, support) + move
+        return wS if self.a is None else wS - self.a.index_select(0, support) / self.rho
+
+    def fit(self, support: Tensor, screening: Tensor | None = None) -> _Fit:
+        """Factor M for `support` from scratch (O(n²k + n³)) and fit; the screening β is computed
+        anew (O(n²p)) unless given (a refactor keeps the incrementally updated copy)."""
         GS = self.rows(support)
         M = GS.T @ GS
         M.diagonal().add_(self.rho)
         L, info = torch.linalg.cholesky_ex(M)
         Minv = torch.cholesky_inverse(L) if int(info) == 0 else torch.linalg.inv(M)
         alpha = ((GS @ Minv) * GS).sum(dim=1)
-        wS, r, f = self.refit(support, GS, Minv)
+        r0 = self.y - GS.T @ self.w_bar.index_select(0, support)
+        c = None if self.a is None else GS.T @ self.a.index_select(0, support)
+        move, r = self.solution(Minv, r0, c)
+        wS = self.values(support, GS @ move)
+        f = self.objective(support, wS, r)
         u = (self.problem.G.T @ r.to(self.problem.G.dtype)).to(F64) + self.push
-        return _Fit(support, GS, Minv, alpha, wS, r, f, self.quadratic_all(Minv), u)
+        beta = self.quadratic_all(Minv) if screening is None else screening
+        return _Fit(support, GS, Minv, alpha, wS, r, r0, c, f, beta, u)
 
     def quadratic_all(self, Minv: Tensor) -> Tensor:
         """g_jᵀ M⁻¹ g_j for every column of G, in G's dtype, SCREEN_CHUNK columns at a time
@@ -193,31 +206,40 @@ def _best_swap(s: _Search, x: _Fit, e: _Entering, width: int) -> _Swap | None:
 
 def _apply(s: _Search, x: _Fit, e: _Entering, swap: _Swap) -> tuple[_Fit, Tensor, Tensor]:
     """The fit after the swap, O(n² + n·k + n·m) without reading G: two Sherman-Morrison updates of
-    M⁻¹ and α (add g_j, then remove g_i), one row of G_S replaced, the fit recomputed from M⁻¹, and
-    the entering candidates' V, β and u brought up to date. M⁻¹, G_S and α are updated in place (x
-    keeps its support and values). Returns the fit and the two update vectors with their weights,
-    (2, n) and (2,), for the screening copy of β (see `_screen`)."""
-    b = swap.column
-    v1, beta_j = e.VJ[b].clone(), float(e.beta[b])
+    M⁻¹ (add g_j, then remove g_i), r₀ and c updated by the two columns, one row of G_S replaced,
+    and a single pass over G_S for α's two updates and the new values; the entering candidates'
+    V, β and u brought up to date. M⁻¹, G_S, α, r₀ and c are updated in place (x keeps its
+    support and values). Returns the fit and the two update vectors with their weights, (2, n)
+    and (2,), for the screening copy of β (see `_screen`)."""
+    b, i = swap.column, swap.position
+    v1, beta_j, g_j = e.VJ[b].clone(), float(e.beta[b]), e.GJ[b]
     Minv, GS, alpha = x.Minv, x.GS, x.alpha
+    g_i = GS[i].clone()
     Minv.addr_(v1, v1, alpha=-1.0 / (1.0 + beta_j))
-    alpha.sub_((GS @ v1) ** 2 / (1.0 + beta_j))
-    keep = 1.0 - float(alpha[swap.position])
-    g_i = GS[swap.position].clone()
-    GS[swap.position] = e.GJ[b]
-    alpha[swap.position] = beta_j / (1.0 + beta_j)
-    support = x.support.clone()
-    support[swap.position] = e.J[b]
+    keep = 1.0 - (float(alpha[i]) - float(g_i @ v1) ** 2 / (1.0 + beta_j))  # 1 − α_i once g_j is in
     v2 = Minv @ g_i
     Minv.addr_(v2, v2, alpha=1.0 / keep)
-    alpha.add_((GS @ v2) ** 2 / keep)
-    wS, r, f = s.refit(support, GS, Minv)
+    leaving, entering = int(x.support[i]), int(e.J[b])
+    x.r0.add_(g_i, alpha=float(s.w_bar[leaving])).sub_(g_j, alpha=float(s.w_bar[entering]))
+    if x.c is not None and s.a is not None:
+        x.c.sub_(g_i, alpha=float(s.a[leaving])).add_(g_j, alpha=float(s.a[entering]))
+    GS[i] = g_j
+    support = x.support.clone()
+    support[i] = entering
+    move, r = s.solution(Minv, x.r0, x.c)
+    T = GS @ torch.stack([v1, v2, move], dim=1)  # the one pass over G_S (row i is g_j's already)
+    alpha.sub_(T[:, 0] ** 2 / (1.0 + beta_j))
+    alpha[i] = beta_j / (1.0 + beta_j)
+    alpha.add_(T[:, 1] ** 2 / keep)
+    wS = s.values(support, T[:, 2])
+    f = s.objective(support, wS, r)
     e.VJ.addr_(e.GJ @ v1, v1, alpha=-1.0 / (1.0 + beta_j)).addr_(e.GJ @ v2, v2, alpha=1.0 / keep)
     e.beta = (e.VJ * e.GJ).sum(dim=1)
     e.u = e.GJ @ r + s.push.index_select(0, e.J)
     e.open[b] = False
     weights = torch.tensor([-1.0 / (1.0 + beta_j), 1.0 / keep], dtype=F64, device=v1.device)
-    return _Fit(support, GS, Minv, alpha, wS, r, f, x.beta, x.u), torch.stack([v1, v2]), weights
+    fitted = _Fit(support, GS, Minv, alpha, wS, r, x.r0, x.c, f, x.beta, x.u)
+    return fitted, torch.stack([v1, v2]), weights
 
 
 def _screen(s: _Search, x: _Fit, vectors: list[Tensor], weights: list[Tensor]) -> None:
@@ -301,7 +323,8 @@ def swap_search(
             candidate, v, wt = _apply(s, x, entering, swap)  # updates x's factor state in place
             since_refresh += 1
             if not candidate.f < f_before or (since_refresh >= refresh_every and in_time()):
-                candidate = s.fit(candidate.support)  # drifted, or due: refactor M from scratch
+                # drifted, or due: refactor M from scratch (the screening β is brought up to date below)
+                candidate = s.fit(candidate.support, screening=x.beta)
                 since_refresh, fresh = 0, True
                 if not candidate.f < f_before:
                     stalled = True  # the predicted gain was rounding error: keep x's support and values
@@ -322,8 +345,7 @@ def swap_search(
                 break
             width = min(max_batch, 4 * width)
             continue
-        if not fresh:
-            _screen(s, x, vectors, weights)
+        _screen(s, x, vectors, weights)
         width = batch
     w = _dense(problem, x)
     f = problem.objective(w)
