@@ -11,11 +11,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-import torch
-
 from ..errors import UserError, check_choice, check_int, check_number
 from .active_set import active_set_iht
-from .backsolve import backsolve, fit_on_support
+from .backsolve import backsolve
 from .constraint import GlobalTopK, SparsityConstraint
 from .iht import INITS, iht
 from .problem import Problem
@@ -37,7 +35,7 @@ class Solver(ABC):
 
     def solve_path(self, problems: Sequence[Problem], k: int, constraint: SparsityConstraint) -> list[SolveResult]:
         """`solve` for each of `problems` (one G under a grid of ridges, in order); a solver that
-        can reuse one solution as the next one's start overrides it."""
+        can share work between them overrides it."""
         return [self.solve(problem, k, constraint) for problem in problems]
 
     def settings(self) -> dict:
@@ -118,24 +116,13 @@ class Swap(Solver):
         self.max_swaps = check_int("max_swaps", max_swaps, 0)
 
     def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
-        return self.solve_path([problem], k, constraint)[0]
-
-    def solve_path(self, problems: Sequence[Problem], k: int, constraint: SparsityConstraint) -> list[SolveResult]:
-        """Each problem from the better (lower objective) of its backsolve point and the exact fit
-        on the previous problem's support, so that a grid of ridges needs few swaps after the
-        first and no result ends above its own backsolve."""
+        """From the backsolve point, so the result is never above it. Under a grid of ridges every
+        λ starts there too: warm starts from the previous λ's support were faster but ended in
+        worse supports (MLPNet at 0.98, seeds 0 and 1: 46.4 and 46.3% against 60.5 and 53.0%)."""
         if not isinstance(constraint, GlobalTopK):
             raise UserError(
                 f"the swap solver exchanges single weights and cannot keep {type(constraint).__name__}'s pattern; "
                 "use pattern=unstructured or another solver"
             )
-        results: list[SolveResult] = []
-        for problem in problems:
-            start = backsolve(problem, k, constraint=constraint).w
-            if results:
-                warm = fit_on_support(problem, torch.nonzero(results[-1].w).flatten())
-                start = warm if problem.objective(warm) < problem.objective(start) else start
-            results.append(
-                swap_search(problem, k, w0=start, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s)
-            )
-        return results
+        start = backsolve(problem, k, constraint=constraint).w
+        return swap_search(problem, k, w0=start, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s)
