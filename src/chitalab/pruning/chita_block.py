@@ -15,6 +15,7 @@ from ..fisher import FisherGradients, GradientSource
 from ..params import keep_count
 from ..solver import (
     BlockSolveResult,
+    BlockSwap,
     ColumnSource,
     SparsityConstraint,
     block_backsolve_path,
@@ -93,7 +94,9 @@ class ChitaBlockPruner(Pruner):
     stored in bfloat16/float16 (blocks are solved in float32, float64 when G is). `l2` may be a
     grid (a list, or "auto"): every λ is fitted in the same pass over G, sharing each block's
     Gram matrix, and `ridge_choice` keeps the one of lowest held-out training loss. Dead
-    coordinates (`dead_columns`, `dead_rtol`) are handled as in `ChitaPruner`."""
+    coordinates (`dead_columns`, `dead_rtol`) are handled as in `ChitaPruner`. With `search`
+    (`BlockSwap`), the backsolve is the start of a support search over all blocks (moves within
+    and between blocks scored by the exact block refit), per λ."""
 
     name = "chita_block"
 
@@ -105,8 +108,10 @@ class ChitaBlockPruner(Pruner):
         dead_columns: str = "drop",
         dead_rtol: float = 0.0,
         ridge_choice: RidgeChoice | None = None,
+        search: BlockSwap | None = None,
     ):
         self.gradients = gradients
+        self.search = search
         self.l2_grid = l2_grid("l2", l2)
         self.ridge_choice = ridge_choice or RidgeChoice()
         self.block_size = check_int("block_size", block_size, 1)
@@ -117,7 +122,7 @@ class ChitaBlockPruner(Pruner):
         return max(self.gradients.samples_needed, self.ridge_choice.samples if len(self.l2_grid) > 1 else 0)
 
     def label(self) -> str:
-        return "CHITA (block)"
+        return "CHITA (block)" if self.search is None else "CHITA (block, swap)"
 
     def settings(self) -> dict:
         return {
@@ -127,6 +132,7 @@ class ChitaBlockPruner(Pruner):
             "block_size": self.block_size,
             "dead_columns": self.dead_columns,
             "dead_rtol": self.dead_rtol,
+            "search": None if self.search is None else self.search.settings(),
             "gradients": self.gradients.settings(),
         }
 
@@ -138,11 +144,14 @@ class ChitaBlockPruner(Pruner):
         blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
         compute = torch.float64 if self.gradients.dtype == "float64" else torch.float32
         dead_rtol = self.dead_rtol if self.dead_columns == "drop" else None
+        search = None if self.search is None else self.search.searcher(blocks, w_bar, ctx.frozen)
 
         def solve(
             columns: ColumnSource, groups: list[tuple[int, int]], constraint: SparsityConstraint
         ) -> list[BlockSolveResult]:
-            return block_backsolve_path(w_bar, k, blocks, columns, self.l2_grid, groups, compute, constraint, dead_rtol)
+            return block_backsolve_path(
+                w_bar, k, blocks, columns, self.l2_grid, groups, compute, constraint, dead_rtol, search
+            )
 
         return prune_by_blocks(
             ctx, self.gradients, blocks, compute, solve, self.label(), k, self.l2_grid, self.ridge_choice

@@ -10,6 +10,7 @@ from .block import (
     block_workspace_bytes,
     layer_blocks,
 )
+from .block_swap import BlockSwap, block_swap_search
 from .constraint import GLOBAL_TOP_K, GlobalTopK, LayerLoss, SparsityConstraint
 from .dead import LiveRestriction, dead_columns, restrict_to_live, solve_live
 from .flops import FlopBudget
@@ -37,6 +38,7 @@ __all__ = [
     "Backsolve",
     "BlockInverseFisher",
     "BlockSolveResult",
+    "BlockSwap",
     "ColumnSource",
     "FlopBudget",
     "GlobalTopK",
@@ -54,6 +56,7 @@ __all__ = [
     "backsolve",
     "block_backsolve",
     "block_backsolve_path",
+    "block_swap_search",
     "block_workspace_bytes",
     "dead_columns",
     "fit_on_support",

@@ -26,6 +26,9 @@ from .result import SolveResult
 from .ridge import ridge_path, with_l2
 
 ColumnSource = Callable[[int, int], Tensor]
+BlockSearch = Callable[[list[Tensor], Tensor, float, Tensor | None], tuple[Tensor, float, int]]
+"""(grams, keep, ridge, dead) -> (w, objective, moves): a support search over all blocks given
+each block's Gram matrix G_bᵀG_b, the start support, ρ = n·λ and the dead coordinates (or None)."""
 GroupColumns = tuple[Tensor, int, Sequence[tuple[int, int]]]
 """One group of `group_columns`: G's columns of the group, where they start, its blocks."""
 
@@ -130,16 +133,20 @@ def _solve_blocks(
     keep: Tensor,
     l2s: Sequence[float],
     w: Tensor,
+    grams: list[Tensor] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Solve `blocks`, whose columns of G start at `offset`, into w (one row per λ in `l2s`);
     returns, per λ, the sums of their objectives at the solution and at w̄ on the same support.
     The support does not depend on λ, so each block's fits for all λ share one Gram matrix
-    (`ridge_path`). G is referenced only here, so it is freed when the group is done."""
+    (`ridge_path`). With `grams`, each block's Gram matrix G_bᵀG_b is appended to it (for a support
+    search). G is referenced only here, so it is freed when the group is done."""
     objective, objective_magnitude = [0.0] * len(l2s), [0.0] * len(l2s)
     with _one_thread(w.device):
         for b0, b1 in blocks:
             base = Problem.from_gradients(G[:, b0 - offset : b1 - offset].to(w.dtype), w_bar[b0:b1].to(w.dtype), l2s[0])
             support = torch.nonzero(keep[b0:b1]).flatten()
+            if grams is not None:
+                grams.append(base.G.T @ base.G)
             if not support.numel():
                 w[:, b0:b1] = 0.0
             elif len(l2s) == 1:
@@ -212,6 +219,7 @@ def block_backsolve_path(
     dtype: torch.dtype = torch.float32,
     constraint: SparsityConstraint = GLOBAL_TOP_K,
     dead_rtol: float | None = None,
+    search: BlockSearch | None = None,
 ) -> list[BlockSolveResult]:
     """Keep the allowed support of w̄ (the k largest |w̄| by default) and refit each block's kept
     weights exactly (see the module doc), for each ridge λ in `l2s` (one result per λ, in order;
@@ -223,6 +231,8 @@ def block_backsolve_path(
     never needs to be held whole. With `dead_rtol` (see `chitalab.solver.dead`), coordinates
     whose gradient column is dead are left out of the support unless fewer than k live ones
     exist; with more than one group that costs a first pass over G for the column norms.
+    With `search` (e.g. `block_swap_search`), the backsolve is its start: the blocks' Gram
+    matrices are kept and the search moves the support within and between blocks, per λ.
     Blocks are solved in `dtype` whatever the storage dtype of G.
     """
     l2s = [float(v) for v in l2s]
@@ -237,12 +247,22 @@ def block_backsolve_path(
     keep, left_out = live_support(constraint, w_bar, k, dead)
     w = torch.zeros(len(l2s), p, dtype=dtype, device=w_bar.device)
     objective, objective_magnitude = [0.0] * len(l2s), [0.0] * len(l2s)
+    grams: list[Tensor] | None = None if search is None else []
+    n = 0
     for G, offset, group in first:
-        f, f_magnitude = _solve_blocks(G, offset, group, w_bar, keep, l2s, w)
+        n = G.shape[0]
+        f, f_magnitude = _solve_blocks(G, offset, group, w_bar, keep, l2s, w, grams)
         del G  # free this group's columns before the next group's are computed
         objective = [a + b for a, b in zip(objective, f)]
         objective_magnitude = [a + b for a, b in zip(objective_magnitude, f_magnitude)]
-    return [
+    results = [
         BlockSolveResult.exact(w[t], objective[t], objective_magnitude[t], len(blocks), len(groups), left_out)
         for t in range(len(l2s))
     ]
+    if search is not None and grams is not None:
+        for t, l2 in enumerate(l2s):
+            searched, f_searched, moves = search(grams, keep, n * l2, dead if left_out else None)
+            if f_searched < results[t].objective:
+                results[t].w, results[t].objective = searched.to(dtype), f_searched
+            results[t].iterations, results[t].history = moves, [results[t].history[0], results[t].objective]
+    return results
