@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chitalab.errors import UserError
 from chitalab.fisher import GradientSource
 from chitalab.models import MLPNet
 from chitalab.pruning import ChitaBlockPruner, ChitaPruner, WoodFisherPruner
@@ -77,9 +76,15 @@ def test_the_swap_search_lowers_the_backsolve_objective_and_keeps_k():
     assert int((swapped.weights != 0).sum()) <= k
 
 
-def test_the_swap_solver_refuses_a_structured_pattern():
+def test_under_a_structured_pattern_the_swap_solver_runs_its_fallback(caplog):
     net, x, y = net_with_a_dead_unit()
     constraint = PerTensorTopK([tuple(p.shape) for p in (net.fc1.weight, net.fc2.weight, net.fc3.weight)])
-    pruner = ChitaPruner(GradientSource(n_samples=64), Swap())
-    with pytest.raises(UserError, match="cannot keep PerTensorTopK's pattern"):
-        pruner.prune(prune_context(net, x, y, constraint=constraint), 0.8)
+    swap = ChitaPruner(GradientSource(n_samples=64), Swap(fallback=Backsolve()), l2=1e-3)
+    with caplog.at_level("INFO"):
+        result = swap.prune(prune_context(net, x, y, constraint=constraint), 0.8)
+    assert "solving with the fallback, backsolve" in caplog.text
+    plain = ChitaPruner(GradientSource(n_samples=64), Backsolve(), l2=1e-3)
+    torch.testing.assert_close(
+        result.weights, plain.prune(prune_context(net, x, y, constraint=constraint), 0.8).weights
+    )
+    assert swap.settings()["solver"]["fallback"]["name"] == "backsolve"

@@ -7,11 +7,12 @@ solver's name.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar
 
-from ..errors import UserError, check_choice, check_int, check_number
+from ..errors import check_choice, check_int, check_number
 from .active_set import active_set_iht
 from .backsolve import backsolve
 from .constraint import GlobalTopK, SparsityConstraint
@@ -19,6 +20,8 @@ from .iht import INITS, iht
 from .problem import Problem
 from .result import SolveResult
 from .swap import swap_search
+
+log = logging.getLogger(__name__)
 
 
 class Solver(ABC):
@@ -106,23 +109,35 @@ class Swap(Solver):
     """Support search with exact refits (see `chitalab.solver.swap`): from the backsolve point,
     exchange one kept and one pruned weight while the refitted objective drops, within
     `time_budget_s` seconds (null: no limit) and `max_swaps` exchanges. It exchanges single
-    weights, so it serves the unstructured (global top-k) pattern only."""
+    weights, so it serves the unstructured (global top-k) pattern; under any other pattern the
+    `fallback` solver (default: the active set) solves instead, and the log says so."""
 
     name: ClassVar[str] = "swap"
     variant: ClassVar[str | None] = "swap"
 
-    def __init__(self, time_budget_s: float | None = 20.0, max_swaps: int = 10_000):
+    def __init__(self, time_budget_s: float | None = 20.0, max_swaps: int = 10_000, fallback: Solver | None = None):
         self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
         self.max_swaps = check_int("max_swaps", max_swaps, 0)
+        self.fallback = fallback or ActiveSet()
+
+    def settings(self) -> dict:
+        return {
+            "name": self.name,
+            "time_budget_s": self.time_budget_s,
+            "max_swaps": self.max_swaps,
+            "fallback": self.fallback.settings(),
+        }
 
     def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
         """From the backsolve point, so the result is never above it. Under a grid of ridges every
         λ starts there too: warm starts from the previous λ's support were faster but ended in
         worse supports (MLPNet at 0.98, seeds 0 and 1: 46.4 and 46.3% against 60.5 and 53.0%)."""
         if not isinstance(constraint, GlobalTopK):
-            raise UserError(
-                f"the swap solver exchanges single weights and cannot keep {type(constraint).__name__}'s pattern; "
-                "use pattern=unstructured or another solver"
+            log.info(
+                "swap search: %s's pattern needs group-wise exchanges; solving with the fallback, %s",
+                type(constraint).__name__,
+                self.fallback.name,
             )
+            return self.fallback.solve(problem, k, constraint)
         start = backsolve(problem, k, constraint=constraint).w
         return swap_search(problem, k, w0=start, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s)
