@@ -36,7 +36,9 @@ def test_compressed_only_copy_is_unpacked_into_the_cache(tmp_path):
 
 @needs_mnist
 def test_paper_targets_for_one_shot_mlpnet(tmp_path):
-    """Dense 93.97; MP 90.3 ± 0.5 at 0.9; CHITA (n = 1000, mini-batch 1) ≥ 92.0 at 0.9, ≥ 86.0 at 0.95."""
+    """Dense 93.97; MP 90.3 ± 0.5 at 0.9; CHITA (defaults: swap search, λ chosen on held-out training
+    samples; n = 1000, mini-batch 1) ≥ 92.5 at 0.9 and ≥ 89.0 at 0.95 (measured on quiet cores,
+    seed 0: 93.20 and 91.17; the paper: 92.46 and 88.09)."""
     done = run_cli("-m", "pruner=mp,chita", "sparsity=0.9,0.95", f"hydra.sweep.dir={tmp_path}")
     assert done.returncode == 0, done.stderr
     runs = {
@@ -50,8 +52,9 @@ def test_paper_targets_for_one_shot_mlpnet(tmp_path):
     assert runs["mp", 0.9]["pruned"]["test_acc"] == pytest.approx(90.3, abs=0.5)
     assert runs["chita", 0.9]["pruner"]["gradients"]["n_samples"] == 1000
     assert runs["chita", 0.9]["pruner"]["gradients"]["mini_bsz"] == 1
-    assert runs["chita", 0.9]["pruned"]["test_acc"] >= 92.0
-    assert runs["chita", 0.95]["pruned"]["test_acc"] >= 86.0
+    assert runs["chita", 0.9]["pruned"]["test_acc"] >= 92.5
+    assert runs["chita", 0.95]["pruned"]["test_acc"] >= 89.0
+    assert runs["chita", 0.95]["solver"]["l2_chosen"] in runs["chita", 0.95]["pruner"]["l2"]
 
 
 def _results(folder) -> dict:

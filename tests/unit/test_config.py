@@ -21,7 +21,7 @@ def test_option_composes_and_resolves(group, option):
     assert 0 <= resolved["sparsity"] < 1
 
 
-def test_defaults_are_the_paper_one_shot_setting():
+def test_defaults_are_the_paper_one_shot_setting_with_the_swap_search_and_the_ridge_chosen_on_training_data():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config")
     assert (cfg.model.name, cfg.dataset.name, cfg.schedule._target_) == (
@@ -31,7 +31,9 @@ def test_defaults_are_the_paper_one_shot_setting():
     )
     assert cfg.pruner.gradients.n_samples == 1000 and cfg.pruner.gradients.mini_bsz == 1
     assert (
-        cfg.pruner.solver._target_ == "chitalab.solver.ActiveSet"
+        cfg.pruner.solver._target_ == "chitalab.solver.Swap"
+        and cfg.pruner.l2 == "auto"
+        and cfg.pruner.dead_columns == "drop"
         and cfg.pattern._target_ == "chitalab.solver.GlobalTopK"
     )
     assert cfg.logger.offline is True
