@@ -113,7 +113,7 @@ class ChitaPruner(Pruner):
         return {
             "name": self.name,
             "l2": l2_setting(self.l2_grid),
-            "ridge_choice": self.ridge_choice.settings() if len(self.l2_grid) > 1 else None,
+            "ridge_choice": self.ridge_choice.settings(),
             "first_order_term": self.first_order_term,
             "gradients": self.gradients.settings(),
             "solver": self.solver.settings(),

@@ -128,7 +128,7 @@ class ChitaBlockPruner(Pruner):
         return {
             "name": self.name,
             "l2": l2_setting(self.l2_grid),
-            "ridge_choice": self.ridge_choice.settings() if len(self.l2_grid) > 1 else None,
+            "ridge_choice": self.ridge_choice.settings(),
             "block_size": self.block_size,
             "dead_columns": self.dead_columns,
             "dead_rtol": self.dead_rtol,

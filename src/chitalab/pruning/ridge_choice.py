@@ -9,6 +9,7 @@ model has the lowest mean loss on a draw of training samples of its own (purpose
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from torch import Tensor
@@ -17,6 +18,7 @@ from ..errors import ArgumentError, check_int, check_number
 from .base import PruneContext
 from .step_search import mean_loss
 
+log = logging.getLogger(__name__)
 PURPOSE = "ridge_search"
 AUTO = "auto"
 AUTO_GRID = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -69,4 +71,9 @@ class RidgeChoice:
             losses[l2] = mean_loss(ctx, x, y, self.batch_size)
         ctx.pruned.assign(w_bar)
         chosen = min(losses, key=lambda l2: losses[l2])
+        if len(losses) > 2 and chosen in (min(losses), max(losses)):
+            log.info(
+                "l2 %g, chosen on held-out training loss, is at the edge of the grid; a wider grid may do better",
+                chosen,
+            )
         return chosen, {"l2_chosen": chosen, "l2_heldout_losses": {f"{l2:g}": loss for l2, loss in losses.items()}}

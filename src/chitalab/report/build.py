@@ -158,11 +158,12 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
     for (experiment, setting), members in _sections(cells).items():
         title = setting if experiment is None else f"{experiment} ({setting})"
         slug = _slug(title)
-        build = _ablation_section if any(c.ablation for c in members) else _table_section
-        md, lines = build(members, papers, title, slug, partial)
-        md += deploy_section(
-            [r for r in runs if (r.experiment, r.setting) == (experiment, setting)], title, slug, partial
-        )
+        ablation = any(c.ablation for c in members)
+        md, lines = (_ablation_section if ablation else _table_section)(members, papers, title, slug, partial)
+        if not ablation:  # an ablation compares searches at the same sparsities: same sizes and MACs
+            md += deploy_section(
+                [r for r in runs if (r.experiment, r.setting) == (experiment, setting)], title, slug, partial
+            )
         body += [f"## {title}", "", *md, *lines, ""]
         summary += [f"**{title}** — {sum(c.seeds for c in members)} runs.", *lines, ""]
     write_cells_csv(cells, papers, partial / "cells.csv")
