@@ -188,7 +188,7 @@ BAD_INPUTS = {
     ),
     "unknown_solver": (
         ["pruner/solver=newton"],
-        "unknown pruner/solver 'newton'; choose one of: active_set, backsolve, iht",
+        "unknown pruner/solver 'newton'; choose one of: active_set, backsolve, iht, swap",
     ),
     "unknown_pattern": (
         ["pattern=diagonal"],
@@ -205,11 +205,11 @@ BAD_INPUTS = {
         "pattern.max_layer_sparsity=0.5 keeps at least 592 weights, more than the 118 the sparsity allows",
     ),
     "solver_iterations": (
-        ["pruner.solver.iterations=-1"],
+        ["pruner/solver=iht", "pruner.solver.iterations=-1"],
         "pruner.solver.iterations=-1 is not allowed; it must be an integer >= 0",
     ),
     "solver_init": (
-        ["pruner.solver.init=zero"],
+        ["pruner/solver=active_set", "pruner.solver.init=zero"],
         "pruner.solver.init='zero' is not allowed; choose one of: backsolve, magnitude",
     ),
     "stage_gradients": (

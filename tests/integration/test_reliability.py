@@ -241,7 +241,7 @@ def test_a_missing_custom_checkpoint_path_is_never_filled_by_a_download(tmp_path
 BAD_VALUES = {  # through the CLI; every other bad value in process: tests/unit/test_reliability_checks.py
     "lr_negative": (["schedule=gradual_fast", "schedule.optimizer.lr=-1"], "schedule.optimizer.lr=-1 is not allowed"),
     "typo_key": (
-        ["pruner.iteratons=5"],
+        ["pruner/solver=iht", "pruner.iteratons=5"],
         "pruner.iteratons is not a config key; did you mean pruner.solver.iterations?",
     ),
     "typo_key_appended": (["+pruner.iteratons=5"], "pruner: unexpected argument 'iteratons'"),

@@ -203,7 +203,9 @@ BAD_VALUES = {
     "l2_text": (["pruner.l2=abc"], "pruner.l2='abc' is not allowed"),
     "l2_inf": (["pruner.l2=inf"], "pruner.l2=inf is not allowed"),
     "memory_text": (["pruner.gradients.max_memory_gb=abc"], "pruner.gradients.max_memory_gb='abc' is not allowed"),
-    "tol_nan": (["pruner.solver.tol=nan"], "pruner.solver.tol=nan is not allowed"),
+    "tol_nan": (["pruner/solver=iht", "pruner.solver.tol=nan"], "pruner.solver.tol=nan is not allowed"),
+    "swap_budget_zero": (["pruner.solver.time_budget_s=0"], "pruner.solver.time_budget_s=0 is not allowed"),
+    "l2_grid_negative": (["pruner.l2=[1e-4,-1]"], "pruner.l2=-1 is not allowed"),
     "step_sizes_inf": (
         ["pruner=chitapp", "pruner.stage_pruner.step_search.sizes=[inf]"],
         "pruner.stage_pruner.step_search.sizes=[inf] is not allowed",
@@ -248,8 +250,8 @@ def test_a_typo_key_is_one_line_with_the_closest_key():
     from chitalab.cli import check_composition
     from tests.support import CONF
 
-    message = check_composition(["model=tiny_mlp", "pruner.iteratons=5"], CONF)
+    message = check_composition(["model=tiny_mlp", "pruner/solver=iht", "pruner.iteratons=5"], CONF)
     assert message is not None and message.startswith(
         "pruner.iteratons is not a config key; did you mean pruner.solver.iterations?"
     )
-    assert check_composition(["model=tiny_mlp", "pruner.solver.iterations=5"], CONF) is None
+    assert check_composition(["model=tiny_mlp", "pruner/solver=iht", "pruner.solver.iterations=5"], CONF) is None

@@ -22,6 +22,7 @@ from .tables import (
     paper_value,
     paper_values,
     summarize,
+    value_order,
     write_cells_csv,
     write_table_csv,
 )
@@ -127,7 +128,7 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
         others = tuple((k, v) for k, v in c.ablation if k != key)
         series.setdefault((c.method, c.sparsity, others), []).append(c)
     for (method, sparsity, others), members in series.items():
-        ordered = sorted(members, key=lambda c: dict(c.ablation)[key])
+        ordered = sorted(members, key=lambda c: value_order(dict(c.ablation)[key]))
         low, high = ordered[0], ordered[-1]
         names = ", ".join([method, f"sparsity {sparsity:g}", *[f"{k}={v}" for k, v in others]])
         line = f"- {names}: {key} {dict(low.ablation)[key]} → {dict(high.ablation)[key]}: accuracy {low.accuracy:.2f} → {high.accuracy:.2f}"

@@ -10,7 +10,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 
 from .runs import base_method, method_rank
-from .tables import PAPER_SOURCES, Cell, paper_value
+from .tables import PAPER_SOURCES, Cell, paper_value, value_order
 
 PAPER_MARKERS = {"published": ("o", "paper (published)"), "reference_code": ("x", "paper's code, this machine")}
 
@@ -102,8 +102,9 @@ def ablation_figure(cells: list[Cell], key: str, papers: dict, title: str, path:
     fig, (acc_ax, obj_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     paper_levels: set[tuple[str, float]] = set()
     for name, members in series.items():
-        members.sort(key=lambda c: dict(c.ablation)[key])
-        x = [dict(c.ablation)[key] for c in members]
+        members.sort(key=lambda c: value_order(dict(c.ablation)[key]))
+        values = [dict(c.ablation)[key] for c in members]
+        x = values if all(isinstance(v, (int, float)) for v in values) else [str(v) for v in values]
         acc_ax.errorbar(
             x,
             [c.accuracy for c in members],

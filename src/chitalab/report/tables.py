@@ -73,7 +73,20 @@ def summarize(runs: list[Run]) -> list[Cell]:
                 objective_per_sample_std=objective_std,
             )
         )
-    return sorted(cells, key=lambda c: (str(c.experiment), c.setting, method_rank(c.method), c.sparsity, c.ablation))
+    return sorted(
+        cells,
+        key=lambda c: (str(c.experiment), c.setting, method_rank(c.method), c.sparsity, _ablation_order(c.ablation)),
+    )
+
+
+def value_order(value: object) -> tuple:
+    """A sort key for ablation values of mixed kinds (a swept pruner.l2 of 1e-4 and "auto"):
+    numbers first, in order, then the others by their text."""
+    return (0, value, "") if isinstance(value, (int, float)) else (1, 0, str(value))
+
+
+def _ablation_order(ablation: tuple) -> tuple:
+    return tuple((key, value_order(value)) for key, value in ablation)
 
 
 def paper_values() -> dict[str, dict]:
