@@ -47,12 +47,10 @@ def prepare_gradients(
 
 @dataclass
 class _Candidate:
-    """One λ's solution: the weights, the problem they solve, the constraint bound to it and
-    the solver's stats."""
+    """One λ's solution: the weights, the problem they solve and the solver's stats."""
 
     w: Tensor
     full: Problem
-    bound: SparsityConstraint
     stats: dict
 
 
@@ -64,8 +62,8 @@ class ChitaPruner(Pruner):
     values, `polish` refines them on their support, and `step_search` (optional) damps the move
     by the loss on fresh training samples. `l2` may be a grid (a list, or "auto"): the problem is
     solved once per λ on the same G and `ridge_choice` keeps the λ whose pruned model has the
-    lowest loss on held-out training samples (see `chitalab.pruning.ridge_choice`). With `dead_columns=drop` (the paper's code does the
-    same) weights whose gradient column is zero (norm at most `dead_rtol` times the largest) are
+    lowest loss on held-out training samples (see `chitalab.pruning.ridge_choice`). With
+    `dead_columns=drop` (the paper's code does the same) weights whose gradient column is zero (norm at most `dead_rtol` times the largest) are
     pruned unless fewer than k others exist: the ridge would pin them at w̄ and a top-k keep them.
     """
 
@@ -137,9 +135,10 @@ class ChitaPruner(Pruner):
         dead = problem.p - restriction.live.numel()
         return [(r.lift(result), dead) for r, result in zip(restricted, results)]
 
-    def _candidates(self, ctx: PruneContext, G: Tensor, k: int) -> dict[float, _Candidate]:
-        """The polished solution for each ridge of the grid (weights full length, zero where
-        frozen). The constraint is bound once, to the local model of the grid's first λ."""
+    def _candidates(self, ctx: PruneContext, G: Tensor, k: int) -> tuple[SparsityConstraint, dict[float, _Candidate]]:
+        """The constraint bound to this problem (once, to the local model of the grid's first λ)
+        and the polished solution for each ridge of the grid (weights full length, zero where
+        frozen)."""
         w_bar = ctx.pruned.flatten()
         first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
         base = Problem.from_gradients(G, w_bar.to(self.gradients.torch_dtype), self.l2_grid[0], first_order)
@@ -158,8 +157,8 @@ class ChitaPruner(Pruner):
                 # The restricted objective differs from the full one by a constant.
                 offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
                 stats["objective_history"] = [h + offset for h in result.history]
-            candidates[l2] = _Candidate(w, full, bound, stats)
-        return candidates
+            candidates[l2] = _Candidate(w, full, stats)
+        return bound, candidates
 
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         w_bar = ctx.pruned.flatten()
@@ -169,13 +168,13 @@ class ChitaPruner(Pruner):
         G = fisher.whole()
 
         start = time.perf_counter()
-        solved = self._candidates(ctx, G, k)
+        bound, solved = self._candidates(ctx, G, k)
         l2 = self.l2_grid[0]
         choice: dict = {}
         if len(solved) > 1:
             l2, choice = self.ridge_choice(ctx, w_bar, {value: c.w for value, c in solved.items()})
         chosen = solved[l2]
-        ctx = dataclasses.replace(ctx, constraint=chosen.bound)
+        ctx = dataclasses.replace(ctx, constraint=bound)
         w, stats = chosen.w, chosen.stats
         if self.step_search is not None:
             damped, search = self.step_search(ctx, w_bar, w.to(w_bar.dtype))
@@ -187,7 +186,7 @@ class ChitaPruner(Pruner):
 
         stats.update(
             objective=objective,
-            objective_magnitude=chosen.full.objective(chosen.bound.project(chosen.full.w_bar, k)[0]),
+            objective_magnitude=chosen.full.objective(bound.project(chosen.full.w_bar, k)[0]),
             k=k,
             **choice,
             **fisher.summary(),
