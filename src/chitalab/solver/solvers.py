@@ -37,8 +37,9 @@ class Solver(ABC):
         """Minimise the problem's objective over the supports `constraint` allows."""
 
     def solve_path(self, problems: Sequence[Problem], k: int, constraint: SparsityConstraint) -> list[SolveResult]:
-        """`solve` for each of `problems` (one G under a grid of ridges, in order); a solver that
-        can share work between them overrides it."""
+        """`solve` for each of `problems` (one G under a grid of ridges, in order): the seam a
+        solver that can share work between the ridges overrides (none does yet; the block method
+        shares each block's Gram matrix in `block_backsolve_path`)."""
         return [self.solve(problem, k, constraint) for problem in problems]
 
     def settings(self) -> dict:
