@@ -20,7 +20,7 @@ from torch import Tensor
 
 from .backsolve import fit_on_support
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
-from .dead import column_norms, live_support
+from .dead import column_norms, dead_by_norm, live_support
 from .problem import Problem
 from .result import SolveResult
 from .ridge import ridge_path, with_l2
@@ -241,8 +241,7 @@ def block_backsolve_path(
     first, second = group_passes(gradients, groups, blocks, dead_rtol is not None)
     dead = None
     if dead_rtol is not None:
-        norms = torch.cat([column_norms(G) for G, _, _ in first])
-        dead = norms <= dead_rtol * norms.max() if norms.numel() else None
+        dead = dead_by_norm(torch.cat([column_norms(G) for G, _, _ in first]), dead_rtol)
         first = second()
     keep, left_out = live_support(constraint, w_bar, k, dead)
     w = torch.zeros(len(l2s), p, dtype=dtype, device=w_bar.device)

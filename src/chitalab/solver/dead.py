@@ -31,11 +31,15 @@ def column_norms(G: Tensor) -> Tensor:
 def dead_columns(G: Tensor, rtol: float = 0.0) -> Tensor:
     """Boolean mask of the columns of G whose norm is at most `rtol` times the largest column norm
     (rtol = 0: exactly zero columns)."""
+    return dead_by_norm(column_norms(G), rtol)
+
+
+def dead_by_norm(norms: Tensor, rtol: float = 0.0) -> Tensor:
+    """`dead_columns` from the column norms (for G read one group of columns at a time)."""
     if rtol < 0:
         raise ValueError(f"rtol must be >= 0, got {rtol}")
-    norms = column_norms(G)
     if norms.numel() == 0:
-        return torch.zeros(0, dtype=torch.bool, device=G.device)
+        return torch.zeros(0, dtype=torch.bool, device=norms.device)
     return norms <= rtol * norms.max()
 
 

@@ -28,7 +28,7 @@ from torch import Tensor
 from .backsolve import fit_on_support
 from .block import BlockSolveResult, ColumnSource, _one_thread, group_passes
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
-from .dead import column_norms, live_support
+from .dead import column_norms, dead_by_norm, live_support
 from .problem import Problem
 
 UPDATES = ("joint", "independent", "none")
@@ -145,18 +145,19 @@ def woodfisher(
     first, second = group_passes(gradients, groups, blocks, twice=True)
     w_ref = w_bar.to(dtype)
     inverse_diagonal = torch.empty(p, dtype=dtype, device=w_bar.device)
-    norms = torch.empty(p, dtype=dtype, device=w_bar.device)
+    norms = None if dead_rtol is None else torch.empty(p, dtype=dtype, device=w_bar.device)
     with _one_thread(w_bar.device):
         for G, offset, group in first:
             _group_inverse_diagonals(G, offset, group, l2, inverse_diagonal)
-            norms[offset : offset + G.shape[1]] = column_norms(G)
+            if norms is not None:  # the dead columns' norms, in the same pass
+                norms[offset : offset + G.shape[1]] = column_norms(G)
             del G  # free this group's columns before the next group's are computed
     # ρ_q = w_q² / (2 [F⁻¹]_qq). Round-off can push a tiny positive [F⁻¹]_qq to zero or below:
     # such a weight is kept. The constraint keeps the allowed support of largest saliency.
     saliency = w_ref.square() / (2 * inverse_diagonal.clamp_min(torch.finfo(dtype).tiny))
     if frozen is not None:
         saliency.masked_fill_(frozen.to(saliency.device), 0)
-    dead = None if dead_rtol is None or not p else norms <= dead_rtol * norms.max()
+    dead = None if norms is None or dead_rtol is None else dead_by_norm(norms, dead_rtol)
     keep, left_out = (
         live_support(constraint, saliency, min(k, p), dead) if k > 0 else (torch.zeros(p, dtype=torch.bool), 0)
     )
