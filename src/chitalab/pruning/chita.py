@@ -126,9 +126,9 @@ class ChitaPruner(Pruner):
         with dead coordinates (zero gradient columns, see `chitalab.solver.dead`) left out of the
         support unless fewer than k live ones exist; each with the number of dead coordinates
         left out."""
-        problems = [with_l2(problem, l2) for l2 in self.l2_grid]
         restriction = restrict_to_live(problem, self.dead_rtol) if self.dead_columns == "drop" else None
         if restriction is None or restriction.live.numel() < k:
+            problems = [with_l2(problem, l2) for l2 in self.l2_grid]
             return [(result, 0) for result in self.solver.solve_path(problems, k, constraint)]
         restricted = [restriction.with_l2(problem, l2) for l2 in self.l2_grid]
         results = self.solver.solve_path([r.problem for r in restricted], k, constraint.restrict(restriction.live))

@@ -148,7 +148,7 @@ def block_swap_search(
     eligible = torch.ones_like(keep) if eligible is None else eligible.to(device)
     states, constants = [], []
     for K, (b0, b1) in zip(grams, blocks):
-        H = K.to(F64).clone()
+        H = K.to(F64, copy=True)  # one copy whatever K's dtype (a float32 K is not converted twice)
         H.diagonal().add_(ridge)
         w_b = w_bar[b0:b1].to(F64)
         c = H @ w_b
