@@ -154,8 +154,7 @@ def block_swap_search(
         c = H @ w_b
         constant = 0.5 * float(w_b @ c)
         support = torch.nonzero(keep[b0:b1]).flatten()
-        state = _State(b0, H, c, eligible[b0:b1] | keep[b0:b1], support, torch.zeros(0, dtype=F64), 0.0)
-        state.f = constant  # refreshed below
+        state = _State(b0, H, c, eligible[b0:b1] | keep[b0:b1], support, torch.zeros(0, dtype=F64), constant)
         _refresh(state, support, constant)
         states.append(state)
         constants.append(constant)
