@@ -245,7 +245,7 @@ BAD_INPUTS = {
     "nan_gradients": (["model.checkpoint={huge}"], "Fisher gradients contain NaN or inf"),
     "unknown_schedule": (
         ["schedule=sometimes"],
-        "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, oneshot",
+        "unknown schedule 'sometimes'; choose one of: gradual, gradual_fast, gradual_fast_resnet20, oneshot",
     ),
     "pruning_after_training": (
         ["schedule=gradual_fast", "schedule.epochs=4"],

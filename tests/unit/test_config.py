@@ -68,6 +68,17 @@ def test_a_model_brings_its_natural_dataset_and_an_explicit_dataset_wins(model):
     assert natural.model.name == before.model.name  # the model itself is unchanged
 
 
+def test_the_resnet20_gradual_schedule_brings_the_block_method_and_an_explicit_pruner_wins():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        natural = compose(config_name="config", overrides=["schedule=gradual_fast_resnet20", "model=resnet20"])
+        before = compose(config_name="config", overrides=["pruner=mp", "schedule=gradual_fast_resnet20"])
+        after = compose(config_name="config", overrides=["schedule=gradual_fast_resnet20", "pruner=woodfisher"])
+    assert natural.pruner._target_ == "chitalab.pruning.ChitaBlockPruner"
+    assert before.pruner._target_ == "chitalab.pruning.MagnitudePruner"
+    assert after.pruner._target_ == "chitalab.pruning.WoodFisherPruner"
+    assert (natural.schedule.epochs, natural.schedule.prune_every, natural.schedule.nprune_epochs) == (16, 2, 4)
+
+
 def test_a_missing_extra_is_one_line_naming_what_to_install():
     from chitalab.errors import UserError, require_extra
 
