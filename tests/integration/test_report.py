@@ -148,6 +148,14 @@ def test_an_ad_hoc_sweep_of_a_pruner_setting_gets_one_column_per_value(tmp_path)
     assert "| sparsity | WoodFisher [update=independent] | WoodFisher [update=joint] |" in text
 
 
+def test_runs_that_differ_only_in_where_the_fisher_store_lives_are_one_method(tmp_path):
+    for job, folder in enumerate(["/a/fisher", "/b/fisher"]):
+        gradients = {"n_samples": 100, "store": job == 0, "store_dir": folder, "store_max_gb": 10.0 + job}
+        write_run(tmp_path / str(job), {"name": "woodfisher", "gradients": gradients}, 0.5 + 0.4 * job, 0, 90.0)
+    text = build_report(tmp_path).read_text()
+    assert "| sparsity | WoodFisher |" in text and "store" not in text
+
+
 def test_the_same_cell_and_seed_twice_keeps_the_newer_run(tmp_path):
     write_run(tmp_path / "old", pruner_settings("mp"), 0.9, 0, 10.0)
     write_run(tmp_path / "new", pruner_settings("mp"), 0.9, 0, 90.3)

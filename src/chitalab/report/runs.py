@@ -15,6 +15,9 @@ log = logging.getLogger(__name__)
 
 METHOD_ORDER = ("MP", "WoodFisher", "CBS", "CHITA", "CHITA++")
 DEPLOY_FILE = "deploy.json"  # written by `python -m chitalab.export RUN_DIR --format deploy`
+WHERE_WORK_IS_KEPT = ("store", "store_dir", "store_max_gb")
+"""Pruner settings (last dotted component) that say where G is kept, not what it is: a Fisher
+store hit gives the same G as a fresh collection, so runs differing only in these are one method."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,9 @@ def distinguish_variants(runs: list[Run]) -> list[Run]:
         keys = sorted(
             key
             for key in {k for run in members for k in run.settings}
-            if key not in swept and len({repr(run.settings.get(key)) for run in members}) > 1
+            if key not in swept
+            and key.rsplit(".", 1)[-1] not in WHERE_WORK_IS_KEPT
+            and len({repr(run.settings.get(key)) for run in members}) > 1
         )
         for run in members:
             if keys:
