@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
-from tests.support import REPO
+import torch
+
+from chitalab.models import MLPNet
+from tests.support import DATA_DIR, REPO, needs_mnist
 
 
 def run_benchmarks(*args: str) -> subprocess.CompletedProcess:
@@ -76,3 +80,27 @@ def test_quick_sweep_section_compares_the_caches_on_and_off(tmp_path):
     assert sweep["fisher_hits"] == sweep["dense_hits"] == len(sweep["sparsities"]) - 1
     assert sweep["identical_results"] is True
     assert [j["fisher_store"] for j in sweep["off"]["jobs"]] == ["off"] * len(sweep["sparsities"])
+
+
+@needs_mnist
+def test_training_set_metrics_reads_every_mlpnet_run_under_a_folder(tmp_path):
+    torch.manual_seed(0)
+    for name, sparsity in (("a", 0.5), ("b", 0.9)):
+        run = tmp_path / "sweep" / name
+        run.mkdir(parents=True)
+        torch.save(MLPNet().state_dict(), run / "pruned.pt")
+        results = {"model": "mlpnet", "method": "MP", "pruner": {}, "sparsity": {"requested": sparsity}}
+        (run / "results.json").write_text(json.dumps({**results, "seed": 0, "pruned": {"test_acc": 10.0}}))
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.training_set_metrics", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR)),
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["MP"]]
+    # method, sparsity, seed, train_loss, train_acc, test_acc (the stage column is blank for MP)
+    assert [row[1] for row in rows] == ["0.5", "0.9"]
+    assert all(float(row[3]) > 0 and 0 < float(row[4]) < 100 for row in rows)  # random weights

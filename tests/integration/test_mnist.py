@@ -67,16 +67,17 @@ def _results(folder) -> dict:
 @pytest.mark.slow
 @needs_mnist
 def test_chitapp_and_gradual_targets(tmp_path):
-    """CHITA++ (defaults) ≥ 93.0 at 0.9 and ≥ 83.0 at 0.98; gradual_fast at 0.98 at least
-    2 points above CHITA++ there. About 10 minutes on 2 cores."""
+    """CHITA++ (defaults) ≥ 94.0 at 0.9 and ≥ 90.73 (the paper's figure) at 0.98; gradual_fast
+    at 0.98 at least 2 points above CHITA++ there. Measured (seed 0): 94.40, 91.38 and 93.66;
+    about 3 minutes on 2 cores."""
     done = run_cli("-m", "pruner=chitapp", "sparsity=0.9,0.98", f"hydra.sweep.dir={tmp_path / 'chitapp'}")
     assert done.returncode == 0, done.stderr[-3000:]
     done = run_cli("schedule=gradual_fast", "sparsity=0.98", f"hydra.run.dir={tmp_path / 'gradual'}")
     assert done.returncode == 0, done.stderr[-3000:]
     runs = _results(tmp_path)
     chitapp_98 = runs["chitapp", "oneshot", 0.98]["pruned"]["test_acc"]
-    assert runs["chitapp", "oneshot", 0.9]["pruned"]["test_acc"] >= 93.0
-    assert chitapp_98 >= 83.0
+    assert runs["chitapp", "oneshot", 0.9]["pruned"]["test_acc"] >= 94.0
+    assert chitapp_98 >= 90.73
     gradual = runs["chita", "gradual", 0.98]
     assert gradual["sparsity"]["measured"] >= 0.98
     assert gradual["pruned"]["test_acc"] >= chitapp_98 + 2
