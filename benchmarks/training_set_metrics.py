@@ -4,8 +4,8 @@ reads the test set (CHITA++'s stage count was chosen with it).
 
     python -m benchmarks.training_set_metrics outputs/multirun/a outputs/multirun/b
 
-Each run folder needs its results.json and pruned.pt; rows are sorted by sparsity, seed and the
-pruner's settings. The data directory comes from CHITA_DATA_DIR (CHITA_CACHE_DIR for the cache).
+Each run folder needs its results.json and pruned.pt; rows are sorted by sparsity, seed, method and
+stage count. The data directory comes from CHITA_DATA_DIR (CHITA_CACHE_DIR for the cache).
 """
 
 from __future__ import annotations
