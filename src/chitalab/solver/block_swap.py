@@ -44,6 +44,7 @@ class _State:
     H: Tensor  # (p_b, p_b) float64: K_b + ρI
     c: Tensor  # (p_b,) H w̄_b
     eligible: Tensor  # (p_b,) bool: may enter the support
+    constant: float  # ½w̄_bᵀHw̄_b: the block objective with nothing kept
     support: Tensor  # (k_b,) local indices
     w: Tensor  # (k_b,) fitted values on the support
     f: float  # block objective at the fit
@@ -105,9 +106,9 @@ def _score(state: _State, Hinv: Tensor) -> None:
         state.pair_change, state.pair = float(change[i, j]), (i, int(outside[j]))
 
 
-def _refresh(state: _State, support: Tensor, constant: float) -> float:
+def _refresh(state: _State, support: Tensor) -> float:
     """Refit the block on `support` and rescore it; returns the change of its objective."""
-    Hinv, w, f = _fit(state.H, state.c, support, constant)
+    Hinv, w, f = _fit(state.H, state.c, support, state.constant)
     change = f - state.f
     state.support, state.w, state.f = support, w, f
     _score(state, Hinv)
@@ -146,7 +147,7 @@ def block_swap_search(
     started = time.perf_counter()
     device = w_bar.device
     eligible = torch.ones_like(keep) if eligible is None else eligible.to(device)
-    states, constants = [], []
+    states = []
     for K, (b0, b1) in zip(grams, blocks):
         H = K.to(F64, copy=True)  # one copy whatever K's dtype (a float32 K is not converted twice)
         H.diagonal().add_(ridge)
@@ -154,10 +155,9 @@ def block_swap_search(
         c = H @ w_b
         constant = 0.5 * float(w_b @ c)
         support = torch.nonzero(keep[b0:b1]).flatten()
-        state = _State(b0, H, c, eligible[b0:b1] | keep[b0:b1], support, torch.zeros(0, dtype=F64), constant)
-        _refresh(state, support, constant)
+        state = _State(b0, H, c, eligible[b0:b1] | keep[b0:b1], constant, support, torch.zeros(0, dtype=F64), constant)
+        _refresh(state, support)
         states.append(state)
-        constants.append(constant)
     total = sum(s.f for s in states)
     swaps, converged = 0, False
     while swaps < max_swaps and (time_budget_s is None or time.perf_counter() - started < time_budget_s):
@@ -189,10 +189,10 @@ def block_swap_search(
             entering_index = torch.tensor([states[b].add_at], device=device)
             moves[b] = torch.cat([states[b].support, entering_index]).sort().values
         before = {b: states[b].support for b in moves}
-        change = sum(_refresh(states[b], support, constants[b]) for b, support in moves.items())
+        change = sum(_refresh(states[b], support) for b, support in moves.items())
         if not change < 0:  # rounding: the predicted gain was not real; undo and stop
             for b, support in before.items():
-                _refresh(states[b], support, constants[b])
+                _refresh(states[b], support)
             converged = True
             break
         total += change
