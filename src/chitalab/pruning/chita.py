@@ -63,8 +63,9 @@ class ChitaPruner(Pruner):
     by the loss on fresh training samples. `l2` may be a grid (a list, or "auto"): the problem is
     solved once per λ on the same G and `ridge_choice` keeps the λ whose pruned model has the
     lowest loss on held-out training samples (see `chitalab.pruning.ridge_choice`). With
-    `dead_columns=drop` (the paper's code does the same) weights whose gradient column is zero (norm at most `dead_rtol` times the largest) are
-    pruned unless fewer than k others exist: the ridge would pin them at w̄ and a top-k keep them.
+    `dead_columns=drop` (the paper's code does the same) weights whose gradient column is zero
+    (norm at most `dead_rtol` times the largest) are pruned unless fewer than k others exist:
+    the ridge would pin them at w̄ and a top-k keep them.
     """
 
     name = "chita"

@@ -16,9 +16,9 @@ removal cost ridge·w_i²/(2(1 − α_i)); every pair of the batch is then score
 swap updates M⁻¹, α and the batch's own β, u and M⁻¹g_j by two rank-one (Sherman-Morrison)
 updates with one pass over G_S, O(n² + n·k + n·batch), instead of refactoring; up to
 `swaps_per_pass` swaps are made from one screening, after which one pass over G brings u and the
-screening β up to date. M is n x n
-whatever k (Woodbury when n < k; with k < n the k x k side would be cheaper, not done). The algebra
-that scores and accepts swaps runs in float64 whatever G's dtype; the screening β is in G's.
+screening β up to date. M is n x n whatever k (Woodbury when n < k; with k < n the k x k side
+would be cheaper, not done). The algebra that scores and accepts swaps runs in float64 whatever
+G's dtype; the screening β is in G's.
 """
 
 from __future__ import annotations
