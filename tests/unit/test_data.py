@@ -139,6 +139,17 @@ def test_cifar10_training_batches_are_augmented_and_evaluation_batches_are_not(t
     assert any(torch.equal(x_plain[0], image) for image in plain.train_set.tensors[0])
 
 
+def test_test_batches_have_their_own_size_and_training_batches_keep_theirs(tmp_path):
+    write_npz(tmp_path / "cifar10.npz")
+    dm = CIFAR10DataModule(str(tmp_path), str(tmp_path), batch_size=20, eval_batch_size=4)
+    assert [len(y) for _, y in dm.test_dataloader()] == [4, 4, 2]
+    assert [len(y) for _, y in dm.train_dataloader()] == [20]
+    assert [len(y) for _, y in dm.training_batches(torch.arange(20))] == [20]
+    assert CIFAR10DataModule(str(tmp_path), str(tmp_path), batch_size=5).eval_batch_size == 5  # default: the same
+    with pytest.raises(UserError, match="eval_batch_size"):
+        MNISTDataModule(str(tmp_path), str(tmp_path), eval_batch_size=0)
+
+
 def write_image_folder(root: Path, height: int = 20, width: int = 24) -> None:
     """root/{train,val}/{cat,dog}/*.png: 3 and 2 random images per class."""
     rng = np.random.default_rng(0)

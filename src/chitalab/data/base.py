@@ -10,6 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import BatchSampler, DataLoader, Sampler, SequentialSampler, TensorDataset
 
+from ..errors import check_int
+
 BatchTransform = Callable[[Tensor], Tensor]
 
 
@@ -72,10 +74,16 @@ class PruningDataModule(ABC):
     class, not a LightningDataModule: the runs hand loaders to the Trainer, and a one-shot job
     then never imports Lightning."""
 
-    def __init__(self, batch_size: int, num_workers: int = 0, shuffle: bool = True):
+    def __init__(self, batch_size: int, num_workers: int = 0, shuffle: bool = True, eval_batch_size: int | None = None):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.shuffle = shuffle
+        # test batches: inference has its own best size (smaller batches stay in the CPU's caches)
+        self.eval_batch_size = (
+            batch_size
+            if eval_batch_size is None
+            else check_int("dataset.datamodule.eval_batch_size", eval_batch_size, 1)
+        )
 
     def prepare_data(self) -> None:  # noqa: B027 (a hook; the default does nothing)
         """Download what is missing, once per machine (Lightning's convention: only local rank 0
@@ -134,8 +142,10 @@ class TensorDataModule(PruningDataModule):
 
     train_transform: BatchTransform | None = None
 
-    def __init__(self, batch_size: int = 1000, num_workers: int = 0, shuffle: bool = True):
-        super().__init__(batch_size, num_workers, shuffle)
+    def __init__(
+        self, batch_size: int = 1000, num_workers: int = 0, shuffle: bool = True, eval_batch_size: int | None = None
+    ):
+        super().__init__(batch_size, num_workers, shuffle, eval_batch_size)
         self.train_set: TensorDataset | None = None
         self.test_set: TensorDataset | None = None
 
@@ -166,7 +176,7 @@ class TensorDataModule(PruningDataModule):
         return batched_loader(self.splits()[0], self.batch_size, self.shuffle, self.num_workers, self.train_transform)
 
     def test_dataloader(self) -> DataLoader:
-        return batched_loader(self.splits()[1], self.batch_size, False, self.num_workers, None)
+        return batched_loader(self.splits()[1], self.eval_batch_size, False, self.num_workers, None)
 
     def training_batches(self, index: Tensor) -> Iterator[tuple[Tensor, Tensor]]:
         x, y = self.splits()[0].tensors

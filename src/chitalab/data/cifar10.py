@@ -44,6 +44,7 @@ class CIFAR10DataModule(ImageArrayDataModule):
         augment: bool = True,
         batch_size: int = 1000,
         num_workers: int = 0,
+        eval_batch_size: int | None = None,
     ):
         if normalization not in NORMALIZATIONS:
             raise choice_error("dataset.normalization", normalization, tuple(NORMALIZATIONS))
@@ -58,6 +59,7 @@ class CIFAR10DataModule(ImageArrayDataModule):
             download=download,
             batch_size=batch_size,
             num_workers=num_workers,
+            eval_batch_size=eval_batch_size,
         )
         self.normalization = normalization
         if augment:

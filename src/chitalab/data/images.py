@@ -45,8 +45,9 @@ class ImageArrayDataModule(TensorDataModule):
         batch_size: int = 1000,
         num_workers: int = 0,
         shuffle: bool = True,
+        eval_batch_size: int | None = None,
     ):
-        super().__init__(batch_size, num_workers, shuffle)
+        super().__init__(batch_size, num_workers, shuffle, eval_batch_size)
         if source not in SOURCES:
             raise choice_error("dataset.source", source, SOURCES)
         self.data_dir = Path(data_dir)

@@ -84,6 +84,7 @@ class MNISTDataModule(ImageArrayDataModule):
         batch_size: int = 1000,
         num_workers: int = 0,
         shuffle: bool = True,
+        eval_batch_size: int | None = None,
     ):
         super().__init__(
             data_dir,
@@ -96,6 +97,7 @@ class MNISTDataModule(ImageArrayDataModule):
             batch_size=batch_size,
             num_workers=num_workers,
             shuffle=shuffle,
+            eval_batch_size=eval_batch_size,
         )
 
     @property
