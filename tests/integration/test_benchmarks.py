@@ -9,8 +9,8 @@ import sys
 
 import torch
 
-from chitalab.models import MLPNet
-from tests.support import DATA_DIR, REPO, needs_mnist
+from chitalab.models import MLPNet, resnet20
+from tests.support import DATA_DIR, REPO, needs_cifar10, needs_mnist
 
 
 def run_benchmarks(*args: str) -> subprocess.CompletedProcess:
@@ -82,14 +82,14 @@ def test_quick_sweep_section_compares_the_caches_on_and_off(tmp_path):
     assert [j["fisher_store"] for j in sweep["off"]["jobs"]] == ["off"] * len(sweep["sparsities"])
 
 
-@needs_mnist
-def test_training_set_metrics_reads_every_mlpnet_run_under_a_folder(tmp_path):
-    torch.manual_seed(0)
-    for name, sparsity in (("a", 0.5), ("b", 0.9)):
-        run = tmp_path / "sweep" / name
+def training_set_rows(tmp_path, runs: list[tuple[str, torch.nn.Module, float]]) -> list[list[str]]:
+    """Write one run folder per (model name, network, sparsity), run the benchmark over them,
+    and return its table rows split into cells."""
+    for i, (model, net, sparsity) in enumerate(runs):
+        run = tmp_path / "sweep" / str(i)
         run.mkdir(parents=True)
-        torch.save(MLPNet().state_dict(), run / "pruned.pt")
-        results = {"model": "mlpnet", "method": "MP", "pruner": {}, "sparsity": {"requested": sparsity}}
+        torch.save(net.state_dict(), run / "pruned.pt")
+        results = {"model": model, "method": "MP", "pruner": {}, "sparsity": {"requested": sparsity}}
         (run / "results.json").write_text(json.dumps({**results, "seed": 0, "pruned": {"test_acc": 10.0}}))
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.training_set_metrics", str(tmp_path)],
@@ -100,7 +100,22 @@ def test_training_set_metrics_reads_every_mlpnet_run_under_a_folder(tmp_path):
         env=dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR)),
     )
     assert done.returncode == 0, done.stderr
-    rows = [line.split() for line in done.stdout.splitlines() if line.split()[:1] == ["MP"]]
-    # method, sparsity, seed, train_loss, train_acc, test_acc (the stage column is blank for MP)
-    assert [row[1] for row in rows] == ["0.5", "0.9"]
-    assert all(float(row[3]) > 0 and 0 < float(row[4]) < 100 for row in rows)  # random weights
+    return [line.split() for line in done.stdout.splitlines() if line.split()[1:2] == ["MP"]]
+
+
+@needs_mnist
+def test_training_set_metrics_reads_every_mlpnet_run_under_a_folder(tmp_path):
+    torch.manual_seed(0)
+    rows = training_set_rows(tmp_path, [("mlpnet", MLPNet(), 0.9), ("mlpnet", MLPNet(), 0.5)])
+    # model, method, sparsity, seed, train_loss, train_acc, test_acc (the stage column is blank for MP)
+    assert [row[2] for row in rows] == ["0.5", "0.9"]
+    assert all(float(row[4]) > 0 and 0 < float(row[5]) < 100 for row in rows)  # random weights
+
+
+@needs_cifar10
+def test_training_set_metrics_evaluates_a_resnet20_run_on_cifar10(tmp_path):
+    torch.manual_seed(0)
+    net = resnet20()
+    rows = training_set_rows(tmp_path, [("resnet20", net, 0.7)])
+    assert [row[:3] for row in rows] == [["resnet20", "MP", "0.7"]]
+    assert float(rows[0][4]) > 0 and 0 < float(rows[0][5]) < 100
