@@ -183,4 +183,8 @@ def test_an_existing_folder_that_is_not_a_report_is_never_replaced(table_folder,
         build_report(table_folder, precious)
     assert (precious / "notes.txt").read_text() == "keep me"
     first = build_report(table_folder, tmp_path / "report")
+    (first.parent / "stage_count.txt").write_text("a note beside the report")
+    (first.parent / "stale.png").write_text("not written by this report")
     assert build_report(table_folder, tmp_path / "report") == first  # an earlier report is replaced
+    assert (first.parent / "stage_count.txt").read_text() == "a note beside the report"  # its notes kept
+    assert not (first.parent / "stale.png").exists()

@@ -140,7 +140,8 @@ def _ablation_section(cells: list[Cell], papers: dict, title: str, slug: str, ou
 
 def build_report(folder: Path, out: Path | None = None) -> Path:
     """Read every results.json under `folder`; write the report into `out` (default
-    folder/report), replacing it whole once complete. Returns the path of report.md."""
+    folder/report), replacing it whole once complete, except for the notes kept beside an
+    earlier report (its `*.txt` files: the report writes none). Returns the path of report.md."""
     if not folder.is_dir():
         raise UserError(f"report folder not found: {folder}")
     runs = load_runs(folder)
@@ -169,6 +170,9 @@ def build_report(folder: Path, out: Path | None = None) -> Path:
         summary += [f"**{title}** — {sum(c.seeds for c in members)} runs.", *lines, ""]
     write_cells_csv(cells, papers, partial / "cells.csv")
     (partial / REPORT_FILE).write_text("\n".join(summary + body) + "\n")
+    if out.is_dir():
+        for note in out.glob("*.txt"):
+            shutil.copy2(note, partial / note.name)
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     return out / REPORT_FILE
