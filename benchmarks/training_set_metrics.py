@@ -17,17 +17,18 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from torch import nn
+from torch import Tensor, nn
 
 from chitalab.data import CIFAR10DataModule, MNISTDataModule
 from chitalab.data.base import PruningDataModule
-from chitalab.models import MLPNet, loss_function, resnet20
+from chitalab.models import MLPNet, resnet20
 from chitalab.outputs import RESULTS_FILE, WEIGHTS_FILE
+from chitalab.training.inference import evaluate_model
 
 from .tables import format_table
 
@@ -67,18 +68,10 @@ def training_data(dataset: str, norm: str) -> PruningDataModule:
     return data
 
 
-@torch.inference_mode()
-def metrics(net: nn.Module, data: PruningDataModule, batch_size: int) -> tuple[float, float]:
-    """Mean loss and accuracy (%) of `net` in eval mode on every training sample, in order."""
-    net.eval()
-    loss_fn = loss_function(net)
-    total_loss, correct = 0.0, 0
+def training_batches(data: PruningDataModule, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Every training sample, in order and un-augmented, in batches of `batch_size`."""
     for start in range(0, data.num_train, batch_size):
-        x, y = data.training_samples(torch.arange(start, min(start + batch_size, data.num_train)))
-        out = net(x)
-        total_loss += float(loss_fn(out, y, reduction="sum"))
-        correct += int((out.argmax(dim=1) == y).sum())
-    return total_loss / data.num_train, 100.0 * correct / data.num_train
+        yield data.training_samples(torch.arange(start, min(start + batch_size, data.num_train)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                 datasets[key] = training_data(*key)
             net = build()
             net.load_state_dict(torch.load(path.parent / WEIGHTS_FILE, weights_only=True))
-            train_loss, train_acc = metrics(net, datasets[key], args.batch_size)
+            train = evaluate_model(net, training_batches(datasets[key], args.batch_size))
             pruner = results["pruner"]
             rows.append(
                 dict(
@@ -106,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
                     stages=pruner.get("num_stages", ""),
                     sparsity=results["sparsity"]["requested"],
                     seed=results["seed"],
-                    train_loss=train_loss,
-                    train_acc=train_acc,
+                    train_loss=train["test_loss"],
+                    train_acc=train["test_acc"],
                     test_acc=results["pruned"]["test_acc"],
                 )
             )
