@@ -54,16 +54,17 @@ def solver(method: str, args: argparse.Namespace) -> Callable[[Problem, int], So
     if method == "iht_refit":
         return lambda p, k: iht(p, k, refit=True, max_iter=args.iht_iter)
     if method == "swap":
-        return lambda p, k: swap_search(p, k, time_budget_s=args.swap_budget)
+        return lambda p, k: swap_search(p, k, max_swaps=args.max_swaps)
     raise ValueError(method)
 
 
-def solve_path(problem: Problem, k: int, l2s: list[float], dead: str, budget: float) -> dict[float, tuple]:
-    """swap_path over the whole grid at once (warm starts, one shared budget): λ → (result, seconds),
-    the seconds split evenly among the λ."""
+def solve_path(problem: Problem, k: int, l2s: list[float], dead: str, max_swaps: int) -> dict[float, tuple]:
+    """swap_path over the whole grid at once (the start's factorisation shared by every λ):
+    λ → (result, seconds), the seconds split evenly among the λ."""
     tic = time.perf_counter()
     restriction = restrict_to_live(problem) if dead == "drop" else None
-    results = swap_path(problem if restriction is None else restriction.problem, k, l2s, time_budget_s=budget)
+    live = problem if restriction is None else restriction.problem
+    results = swap_path([with_l2(live, l2) for l2 in l2s], k, max_swaps=max_swaps)
     if restriction is not None:
         results = [restriction.lift(result) for result in results]
     seconds = (time.perf_counter() - tic) / len(l2s)
@@ -108,8 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dead", default=",".join(DEAD), help="keep, drop or both: dead gradient columns")
     parser.add_argument("--n", type=int, default=1000, help="Fisher samples (mini-batch 1)")
     parser.add_argument("--holdout", type=int, default=2000, help="held-out training samples for the λ choice")
-    parser.add_argument("--swap-budget", type=float, default=25.0, help="seconds per swap search")
-    parser.add_argument("--path-budget", type=float, default=25.0, help="seconds for swap_path over the whole l2 grid")
+    parser.add_argument("--max-swaps", type=int, default=10_000, help="swaps per swap search (per λ)")
     parser.add_argument("--iht-iter", type=int, default=100, help="refit IHT iterations")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="outputs/search_mlpnet")
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     for method in methods:
                         if method == "swap_path":
                             if dead not in paths:
-                                paths[dead] = solve_path(problem, k, l2s, dead, args.path_budget)
+                                paths[dead] = solve_path(problem, k, l2s, dead, args.max_swaps)
                             result, seconds = paths[dead][l2]
                         else:
                             solve = solver(method, args)

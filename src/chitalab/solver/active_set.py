@@ -8,7 +8,7 @@ from torch import Tensor
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
 from .iht import Iterate, iht, initial_point, make_iterate, support_mask, threshold_step
 from .problem import Problem
-from .result import SolveResult
+from .result import SolveResult, stop_reason
 
 GROW_DOUBLINGS = 10
 
@@ -100,4 +100,12 @@ def active_set_iht(
         history.append(x.f)
         iterations += 1
         active = torch.cat([active, newcomers]).sort().values
-    return SolveResult(w=x.w, objective=x.f, iterations=iterations, history=history, converged=converged, residual=x.r)
+    return SolveResult(
+        w=x.w,
+        objective=x.f,
+        iterations=iterations,
+        history=history,
+        converged=converged,
+        residual=x.r,
+        stopped_by=stop_reason(converged),
+    )

@@ -69,7 +69,7 @@ def block_workspace_bytes(n: int, blocks: Sequence[tuple[int, int]], dtype: torc
 
 
 @contextmanager
-def _one_thread(device: torch.device) -> Iterator[None]:
+def one_thread(device: torch.device) -> Iterator[None]:
     """Run CPU work on one thread: block solves are too small for intra-op parallelism, whose
     thread hand-offs cost far more than they save (by 10-50x when the cores are shared)."""
     if device.type != "cpu":
@@ -141,7 +141,7 @@ def _solve_blocks(
     (`ridge_path`). With `grams`, each block's Gram matrix G_bᵀG_b is appended to it (for a support
     search). G is referenced only here, so it is freed when the group is done."""
     objective, objective_magnitude = [0.0] * len(l2s), [0.0] * len(l2s)
-    with _one_thread(w.device):
+    with one_thread(w.device):
         for b0, b1 in blocks:
             base = Problem.from_gradients(G[:, b0 - offset : b1 - offset].to(w.dtype), w_bar[b0:b1].to(w.dtype), l2s[0])
             support = torch.nonzero(keep[b0:b1]).flatten()

@@ -10,6 +10,7 @@ ones exist.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,13 +102,8 @@ class LiveRestriction:
     def lift(self, result: SolveResult) -> SolveResult:
         """A solution of the restricted problem as one of the full problem (dead weights zero)."""
         w = torch.zeros(self.p, dtype=result.w.dtype, device=result.w.device).index_copy_(0, self.live, result.w)
-        return SolveResult(
-            w=w,
-            objective=result.objective + self.offset,
-            iterations=result.iterations,
-            history=[h + self.offset for h in result.history],
-            converged=result.converged,
-            residual=result.residual,
+        return dataclasses.replace(
+            result, w=w, objective=result.objective + self.offset, history=[h + self.offset for h in result.history]
         )
 
 

@@ -10,7 +10,7 @@ from torch import Tensor
 from .backsolve import fit_on_support, initial_support
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
 from .problem import Problem
-from .result import SolveResult
+from .result import SolveResult, stop_reason
 
 STEP_RULES = ("exact", "lipschitz")
 INITS = ("backsolve", "magnitude")
@@ -186,5 +186,11 @@ def iht(
             converged = True
             break
     return SolveResult(
-        w=x.w, objective=x.f, iterations=len(history) - 1, history=history, converged=converged, residual=x.r
+        w=x.w,
+        objective=x.f,
+        iterations=len(history) - 1,
+        history=history,
+        converged=converged,
+        residual=x.r,
+        stopped_by=stop_reason(converged),
     )

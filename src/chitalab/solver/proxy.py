@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from .backsolve import _spd_solve
-from .block import ColumnSource, _one_thread, group_columns
+from .block import ColumnSource, group_columns, one_thread
 from .constraint import LayerLoss
 
 F64 = torch.float64
@@ -111,7 +111,7 @@ def layer_loss(
         steps = torch.arange(levels, device=entry.device)
         for G, offset, group in group_columns(gradients, groups or [(0, w_bar.numel())], units):
             ridge = G.shape[0] * float(l2)
-            with _one_thread(G.device):
+            with one_thread(G.device):
                 for b0, b1 in group:
                     layer = bisect_right(starts, b0) - 1
                     if layer < 0 or b1 > layers[layer][1]:

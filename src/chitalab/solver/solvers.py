@@ -18,8 +18,8 @@ from .backsolve import backsolve
 from .constraint import GlobalTopK, SparsityConstraint
 from .iht import INITS, iht
 from .problem import Problem
-from .result import SolveResult
-from .swap import swap_search
+from .result import STOP_TIME, SolveResult
+from .swap import swap_path, swap_search
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +38,8 @@ class Solver(ABC):
 
     def solve_path(self, problems: Sequence[Problem], k: int, constraint: SparsityConstraint) -> list[SolveResult]:
         """`solve` for each of `problems` (one G under a grid of ridges, in order): the seam a
-        solver that can share work between the ridges overrides (none does yet; the block method
-        shares each block's Gram matrix in `block_backsolve_path`)."""
+        solver that can share work between the ridges overrides (the block method
+        shares each block's Gram matrix in `block_backsolve_path`, `Swap` the factor of its start)."""
         return [self.solve(problem, k, constraint) for problem in problems]
 
     def settings(self) -> dict:
@@ -108,37 +108,71 @@ class ActiveSet(IHT):
 
 class Swap(Solver):
     """Support search with exact refits (see `chitalab.solver.swap`): from the backsolve point,
-    exchange one kept and one pruned weight while the refitted objective drops, within
-    `time_budget_s` seconds (null: no limit) and `max_swaps` exchanges. It exchanges single
-    weights, so it serves the unstructured (global top-k) pattern; under any other pattern the
-    `fallback` solver (default: the active set) solves instead, and the log says so."""
+    exchange one kept and one pruned weight while the refitted objective drops, until no exchange
+    helps or after `max_swaps` exchanges per λ; `time_budget_s` (seconds per λ, default none) is an
+    opt-in that makes the result depend on the machine's speed. It exchanges single weights, so it
+    serves the unstructured (global top-k) pattern; under any other pattern the `fallback` solver
+    (default: the active set) solves instead, and the log says so."""
 
     name: ClassVar[str] = "swap"
     variant: ClassVar[str | None] = "swap"
 
-    def __init__(self, time_budget_s: float | None = 20.0, max_swaps: int = 10_000, fallback: Solver | None = None):
-        self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
+    def __init__(
+        self,
+        max_swaps: int = 10_000,
+        time_budget_s: float | None = None,
+        fallback: Solver | None = None,
+    ):
         self.max_swaps = check_int("max_swaps", max_swaps, 0)
+        self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
         self.fallback = fallback or ActiveSet()
 
     def settings(self) -> dict:
         return {
             "name": self.name,
-            "time_budget_s": self.time_budget_s,
             "max_swaps": self.max_swaps,
+            "time_budget_s": self.time_budget_s,
             "fallback": self.fallback.settings(),
         }
 
+    def _falls_back(self, constraint: SparsityConstraint) -> bool:
+        if isinstance(constraint, GlobalTopK):
+            return False
+        log.info(
+            "swap search: %s's pattern needs group-wise exchanges; solving with the fallback, %s",
+            type(constraint).__name__,
+            self.fallback.name,
+        )
+        return True
+
     def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
-        """From the backsolve point, so the result is never above it. Under a grid of ridges every
-        λ starts there too: warm starts from the previous λ's support were faster but ended in
-        worse supports (MLPNet at 0.98, seeds 0 and 1: 46.4 and 46.3% against 60.5 and 53.0%)."""
-        if not isinstance(constraint, GlobalTopK):
-            log.info(
-                "swap search: %s's pattern needs group-wise exchanges; solving with the fallback, %s",
-                type(constraint).__name__,
-                self.fallback.name,
-            )
+        """From the backsolve point, so the result is never above it."""
+        if self._falls_back(constraint):
             return self.fallback.solve(problem, k, constraint)
-        start = backsolve(problem, k, constraint=constraint).w
-        return swap_search(problem, k, w0=start, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s)
+        return _logged(problem, swap_search(problem, k, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s))
+
+    def solve_path(self, problems: Sequence[Problem], k: int, constraint: SparsityConstraint) -> list[SolveResult]:
+        """Every λ from the backsolve point too (warm starts from the previous λ's support were
+        faster but ended in worse supports: see docs/reports/search_mlpnet), sharing the
+        λ-independent factorisation of that start (`swap_path`) when the problems differ only in
+        their ridge."""
+        if self._falls_back(constraint):
+            return self.fallback.solve_path(problems, k, constraint)
+        first = problems[0]
+        if any(p.G is not first.G or p.w_bar is not first.w_bar or p.a is not first.a for p in problems[1:]):
+            return super().solve_path(problems, k, constraint)
+        results = swap_path(problems, k, max_swaps=self.max_swaps, time_budget_s=self.time_budget_s)
+        return [_logged(problem, result) for problem, result in zip(problems, results)]
+
+
+def _logged(problem: Problem, result: SolveResult) -> SolveResult:
+    """The result, its stop reason logged (a time budget makes the result machine-dependent)."""
+    level = logging.WARNING if result.stopped_by == STOP_TIME else logging.INFO
+    log.log(
+        level,
+        "swap search at l2 %g: %d swaps, stopped by %s",
+        problem.ridge / problem.n,
+        result.iterations,
+        result.stopped_by,
+    )
+    return result

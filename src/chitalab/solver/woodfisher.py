@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .backsolve import fit_on_support
-from .block import BlockSolveResult, ColumnSource, _one_thread, group_passes
+from .block import BlockSolveResult, ColumnSource, group_passes, one_thread
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
 from .dead import column_norms, dead_by_norm, live_support
 from .problem import Problem
@@ -146,7 +146,7 @@ def woodfisher(
     w_ref = w_bar.to(dtype)
     inverse_diagonal = torch.empty(p, dtype=dtype, device=w_bar.device)
     norms = None if dead_rtol is None else torch.empty(p, dtype=dtype, device=w_bar.device)
-    with _one_thread(w_bar.device):
+    with one_thread(w_bar.device):
         for G, offset, group in first:
             _group_inverse_diagonals(G, offset, group, l2, inverse_diagonal)
             if norms is not None:  # the dead columns' norms, in the same pass
@@ -166,7 +166,7 @@ def woodfisher(
         keep &= ~frozen.to(keep.device)
     w = torch.zeros(p, dtype=dtype, device=w_bar.device)
     objective = objective_magnitude = 0.0
-    with _one_thread(w_bar.device):
+    with one_thread(w_bar.device):
         for G, offset, group in second():
             f, f_magnitude = _group_updates(G, offset, group, w_ref, keep, l2, update, inverse_diagonal, w)
             del G
