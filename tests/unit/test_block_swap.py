@@ -9,8 +9,9 @@ import torch
 
 from chitalab.fisher import GradientSource
 from chitalab.pruning import ChitaBlockPruner
-from chitalab.solver import BlockSwap, block_backsolve, block_swap_search, fit_on_support
+from chitalab.solver import BlockSwap, block_backsolve, block_backsolve_path, block_swap_search, fit_on_support
 from chitalab.solver.problem import Problem
+from chitalab.solver.result import STOP_CONVERGED, STOP_WORK
 from tests.support import prune_context
 from tests.unit.test_chita_pruner import dead_mask, net_with_a_dead_unit
 
@@ -64,10 +65,32 @@ def test_coordinates_outside_the_eligible_set_never_enter():
 def test_the_block_pruner_with_the_search_lowers_its_objective_and_prunes_dead_columns():
     net, x, y = net_with_a_dead_unit()
     plain = ChitaBlockPruner(GradientSource(n_samples=128), l2=1e-3, block_size=64)
-    searched = ChitaBlockPruner(GradientSource(n_samples=128), l2=1e-3, block_size=64, search=BlockSwap(None))
+    searched = ChitaBlockPruner(GradientSource(n_samples=128), l2=1e-3, block_size=64, search=BlockSwap())
     assert searched.label() == "CHITA (block, swap)" and searched.settings()["search"]["name"] == "swap"
     before = plain.prune(prune_context(net, x, y), 0.8)
     after = searched.prune(prune_context(net, x, y), 0.8)
     assert after.stats["objective"] < before.stats["objective"] and after.stats["iterations"] > 0
     assert int((after.weights != 0).sum()) <= int((before.weights != 0).sum())
     assert not after.weights[dead_mask(net)].any()
+
+
+def test_with_memory_groups_the_search_moves_weights_only_within_each_group():
+    """Grams are held one group at a time: each group keeps the backsolve's share of k, and its
+    objective never rises; with one group the search may move weights between all blocks."""
+    G, w_bar = block_problem(3)
+    k, search = 5, BlockSwap().searcher(w_bar, None)
+    start = block_backsolve(w_bar, k, BLOCKS, G, L2, dtype=torch.float64)
+    groups = [(0, 9), (9, 14)]
+    grouped = block_backsolve_path(w_bar, k, BLOCKS, G, [L2], groups, torch.float64, search=search)[0]
+    whole = block_backsolve_path(w_bar, k, BLOCKS, G, [L2], dtype=torch.float64, search=search)[0]
+    for start_stop in groups:
+        share = slice(*start_stop)
+        assert int((grouped.w[share] != 0).sum()) == int((start.w[share] != 0).sum())
+    assert whole.objective <= grouped.objective + 1e-9 and grouped.objective <= start.objective + 1e-9
+    support = torch.nonzero(grouped.w).flatten().tolist()
+    assert grouped.objective == pytest.approx(block_objective(G, w_bar, support), rel=1e-9)
+    assert grouped.stopped_by == STOP_CONVERGED and grouped.num_groups == 2
+    budgeted = block_backsolve_path(
+        w_bar, k, BLOCKS, G, [L2], groups, torch.float64, search=BlockSwap(max_swaps=0).searcher(w_bar, None)
+    )[0]
+    assert budgeted.stopped_by == STOP_WORK and not budgeted.converged

@@ -32,7 +32,7 @@ def dead_mask(net: MLPNet) -> torch.Tensor:
     return torch.cat([m.flatten() for m in masks] + [torch.zeros(net.fc3.weight.numel(), dtype=torch.bool)])
 
 
-@pytest.mark.parametrize("solver", [Backsolve(), ActiveSet(iterations=20), Swap(time_budget_s=None)])
+@pytest.mark.parametrize("solver", [Backsolve(), ActiveSet(iterations=20), Swap()])
 def test_dead_columns_are_pruned_unless_the_pruner_keeps_them(solver):
     net, x, y = net_with_a_dead_unit()
     dead = dead_mask(net)
@@ -69,9 +69,7 @@ def test_the_swap_search_lowers_the_backsolve_objective_and_keeps_k():
     net, x, y = net_with_a_dead_unit()
     k = int(0.2 * sum(p.numel() for p in (net.fc1.weight, net.fc2.weight, net.fc3.weight)))
     start = ChitaPruner(GradientSource(n_samples=128), Backsolve(), l2=1e-3).prune(prune_context(net, x, y), 0.8)
-    swapped = ChitaPruner(GradientSource(n_samples=128), Swap(time_budget_s=None), l2=1e-3).prune(
-        prune_context(net, x, y), 0.8
-    )
+    swapped = ChitaPruner(GradientSource(n_samples=128), Swap(), l2=1e-3).prune(prune_context(net, x, y), 0.8)
     assert swapped.stats["objective"] <= start.stats["objective"]
     assert int((swapped.weights != 0).sum()) <= k
 

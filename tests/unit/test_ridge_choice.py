@@ -50,7 +50,7 @@ def held_out_losses(stats: dict) -> dict[float, float]:
     "make",
     [
         lambda l2: ChitaPruner(GradientSource(n_samples=128), Backsolve(), l2=l2, ridge_choice=HELD_OUT),
-        lambda l2: ChitaPruner(GradientSource(n_samples=128), Swap(time_budget_s=None), l2=l2, ridge_choice=HELD_OUT),
+        lambda l2: ChitaPruner(GradientSource(n_samples=128), Swap(), l2=l2, ridge_choice=HELD_OUT),
         lambda l2: ChitaBlockPruner(GradientSource(n_samples=128), l2=l2, block_size=64, ridge_choice=HELD_OUT),
     ],
     ids=["backsolve", "swap", "block"],
@@ -92,6 +92,27 @@ def test_the_block_path_equals_one_block_solve_per_ridge():
 def test_the_swap_path_never_ends_above_each_ridges_backsolve():
     pr = make_problem(5, n=20, p=40)
     problems = [with_l2(pr, l2) for l2 in GRID]
-    for problem, result in zip(problems, Swap(time_budget_s=None).solve_path(problems, 8, GLOBAL_TOP_K)):
+    for problem, result in zip(problems, Swap().solve_path(problems, 8, GLOBAL_TOP_K)):
         assert result.objective <= backsolve(problem, 8).objective * (1 + 1e-12)
         assert int((result.w != 0).sum()) <= 8
+
+
+class PrefersSmallest(RidgeChoice):
+    """A choice that always sits at the grid's low edge, to drive the widening."""
+
+    def __call__(self, ctx, w_bar, candidates):
+        chosen = min(candidates)
+        return chosen, {"l2_chosen": chosen, "l2_heldout_losses": {f"{l2:g}": l2 for l2 in candidates}}
+
+
+def test_auto_widens_the_grid_while_the_choice_sits_at_its_edge_and_a_given_grid_does_not():
+    from chitalab.pruning.ridge_choice import AUTO_LIMITS
+
+    net, x, y = net_with_a_dead_unit()
+    auto = ChitaPruner(GradientSource(n_samples=128), Backsolve(), l2="auto", ridge_choice=PrefersSmallest(samples=10))
+    stats = auto.prune(prune_context(net, x, y), 0.8).stats
+    tried = sorted(held_out_losses(stats))
+    assert stats["l2_chosen"] == pytest.approx(AUTO_LIMITS[0]) and tried[0] == pytest.approx(AUTO_LIMITS[0])
+    assert len(tried) == len(AUTO_GRID) + 3  # 1e-8, 1e-9, 1e-10
+    given = ChitaPruner(GradientSource(n_samples=128), Backsolve(), l2=GRID, ridge_choice=PrefersSmallest(samples=10))
+    assert sorted(held_out_losses(given.prune(prune_context(net, x, y), 0.8).stats)) == GRID

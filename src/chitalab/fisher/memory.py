@@ -99,13 +99,16 @@ def plan_fisher(
     budget: int,
     workspace: int = 0,
     hint: str = "",
+    column_workspace: int = 0,
 ) -> FisherPlan:
     """Split G (n x p, p = sum(sizes), stored in `dtype`) into as few consecutive column groups
     as fit in `budget` bytes, each group ending at one of `cuts` (sorted positions in (0, p];
     [p] asks for one group). `activation_bytes` is what autograd saves for one gradient row
     (see `fisher.activation_bytes`). Gradients are computed per tensor, so a group's in-flight
     cost counts every tensor it overlaps in full. The chunk size is lowered so that one chunk
-    in flight (over all tensors) takes at most 1/IN_FLIGHT_SHARE of the budget. Raises a
+    in flight (over all tensors) takes at most 1/IN_FLIGHT_SHARE of the budget. `workspace` bytes
+    are left for the solver, plus `column_workspace` bytes per column of the group it holds (a
+    search keeping each block's Gram matrix needs them for one group at a time). Raises a
     UserError, with the estimate and `hint` (the knobs to turn), when even the smallest group
     does not fit.
     """
@@ -120,7 +123,7 @@ def plan_fisher(
         first = bisect_right(offsets, start) - 1
         last = bisect_left(offsets, stop)
         touched = offsets[last] - offsets[first]
-        return n * (stop - start) * itemsize, chunk * (4 * touched + 2 * activation_bytes)
+        return (n * itemsize + column_workspace) * (stop - start), chunk * (4 * touched + 2 * activation_bytes)
 
     def fits(start: int, stop: int) -> bool:
         return sum(costs(start, stop)) + workspace <= budget

@@ -191,9 +191,11 @@ class GradientSource:
         hint: str = "",
         progress: bool = True,
         reusable: bool = True,
+        column_workspace: int = 0,
     ) -> FisherGradients:
         """Plan G for the samples (x, y): column groups ending at `cuts` (None: G whole) that fit
-        the budget with `workspace` bytes left for the solver. The plan is logged; a budget too
+        the budget with `workspace` bytes left for the solver (and `column_workspace` per column of
+        a group, see `plan_fisher`). The plan is logged; a budget too
         small raises a UserError naming the knobs (and `hint`, the pruner's own). `reusable`:
         whether another job may need this G (the Fisher store is used only then)."""
         tic = time.perf_counter()
@@ -207,6 +209,7 @@ class GradientSource:
             activation_bytes=activation_bytes(model, loss_fn, x[:m], y[:m]),
             budget=memory_budget(self.max_memory_gb, pruned.params[0].device),
             workspace=workspace,
+            column_workspace=column_workspace,
             hint=f"; {hint + ', ' if hint else ''}{MEMORY_KNOBS}, or raise gradients.max_memory_gb",
         )
         log.info(plan.describe())

@@ -17,7 +17,7 @@ from ..solver import Polish, Problem, Solver, SolveResult, SparsityConstraint, l
 from ..solver.dead import RULES as DEAD_RULES
 from ..solver.ridge import with_l2
 from .base import PruneContext, Pruner, PruneResult, bound_stats
-from .ridge_choice import L2Setting, RidgeChoice, l2_grid, l2_setting
+from .ridge_choice import AUTO_LIMITS, L2Setting, RidgeChoice, l2_grid, l2_setting
 from .step_search import StepSearch
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,12 @@ def check_feasible(ctx: PruneContext, w: torch.Tensor, k: int, who: str) -> None
 
 
 def prepare_gradients(
-    ctx: PruneContext, source: GradientSource, cuts: list[int] | None = None, workspace: int = 0, hint: str = ""
+    ctx: PruneContext,
+    source: GradientSource,
+    cuts: list[int] | None = None,
+    workspace: int = 0,
+    hint: str = "",
+    column_workspace: int = 0,
 ) -> FisherGradients:
     """Draw this step's and stage's Fisher samples and plan G for them (see
     `GradientSource.prepare`); the draw counts towards the Fisher's seconds. Only the first
@@ -40,9 +45,23 @@ def prepare_gradients(
     x, y = ctx.draw("fisher", source.samples_needed)
     drawn = time.perf_counter() - tic
     reusable = ctx.stage == 0 and ctx.step == 0
-    fisher = source.prepare(ctx.model, ctx.pruned, ctx.loss_fn, x, y, cuts, workspace, hint, ctx.progress, reusable)
+    fisher = source.prepare(
+        ctx.model, ctx.pruned, ctx.loss_fn, x, y, cuts, workspace, hint, ctx.progress, reusable, column_workspace
+    )
     fisher.seconds += drawn
     return fisher
+
+
+@dataclass
+class _Bound:
+    """The problem of one pruning call and its constraint, full and restricted to the weights
+    that are not frozen (`alive`; None when none is frozen)."""
+
+    base: Problem
+    bound: SparsityConstraint
+    problem: Problem
+    constraint: SparsityConstraint
+    alive: Tensor | None
 
 
 @dataclass
@@ -62,7 +81,8 @@ class ChitaPruner(Pruner):
     values, `polish` refines them on their support, and `step_search` (optional) damps the move
     by the loss on fresh training samples. `l2` may be a grid (a list, or "auto"): the problem is
     solved once per λ on the same G and `ridge_choice` keeps the λ whose pruned model has the
-    lowest loss on held-out training samples (see `chitalab.pruning.ridge_choice`). With
+    lowest loss on held-out training samples (see `chitalab.pruning.ridge_choice`); with "auto"
+    the grid is widened while that λ sits at its edge. With
     `dead_columns=drop` (the paper's code does the same) weights whose gradient column is zero
     (norm at most `dead_rtol` times the largest) are pruned unless fewer than k others exist:
     the ridge would pin them at w̄ and a top-k keep them.
@@ -91,6 +111,7 @@ class ChitaPruner(Pruner):
         self.gradients = gradients
         self.solver = solver
         self.l2_grid = l2_grid("l2", l2)
+        self.widen = isinstance(l2, str)  # "auto" (l2_grid refuses other strings)
         self.ridge_choice = ridge_choice or RidgeChoice()
         self.first_order_term = bool(first_order_term)
         self.polish = polish or Polish()
@@ -122,24 +143,25 @@ class ChitaPruner(Pruner):
             "dead_rtol": self.dead_rtol,
         }
 
-    def _solve_path(self, problem: Problem, k: int, constraint: SparsityConstraint) -> list[tuple[SolveResult, int]]:
-        """The solver's results for `problem` under each ridge of the grid (`Solver.solve_path`),
+    def _solve_path(
+        self, problem: Problem, k: int, constraint: SparsityConstraint, grid: list[float]
+    ) -> list[tuple[SolveResult, int]]:
+        """The solver's results for `problem` under each ridge of `grid` (`Solver.solve_path`),
         with dead coordinates (zero gradient columns, see `chitalab.solver.dead`) left out of the
         support unless fewer than k live ones exist; each with the number of dead coordinates
         left out."""
         restriction = restrict_to_live(problem, self.dead_rtol) if self.dead_columns == "drop" else None
         if restriction is None or restriction.live.numel() < k:
-            problems = [with_l2(problem, l2) for l2 in self.l2_grid]
+            problems = [with_l2(problem, l2) for l2 in grid]
             return [(result, 0) for result in self.solver.solve_path(problems, k, constraint)]
-        restricted = [restriction.with_l2(problem, l2) for l2 in self.l2_grid]
+        restricted = [restriction.with_l2(problem, l2) for l2 in grid]
         results = self.solver.solve_path([r.problem for r in restricted], k, constraint.restrict(restriction.live))
         dead = problem.p - restriction.live.numel()
         return [(r.lift(result), dead) for r, result in zip(restricted, results)]
 
-    def _candidates(self, ctx: PruneContext, G: Tensor, k: int) -> tuple[SparsityConstraint, dict[float, _Candidate]]:
-        """The constraint bound to this problem (once, to the local model of the grid's first λ)
-        and the polished solution for each ridge of the grid (weights full length, zero where
-        frozen)."""
+    def _bind(self, ctx: PruneContext, G: Tensor, k: int) -> _Bound:
+        """The problem at the grid's first λ, the constraint bound to it (once, to the local model of
+        that λ) and both restricted to the weights that are not frozen."""
         w_bar = ctx.pruned.flatten()
         first_order = G.sum(dim=0) / self.gradients.mini_bsz if self.first_order_term else None
         base = Problem.from_gradients(G, w_bar.to(self.gradients.torch_dtype), self.l2_grid[0], first_order)
@@ -148,18 +170,39 @@ class ChitaPruner(Pruner):
         alive = None if ctx.frozen is None else torch.nonzero(~ctx.frozen.to(w_bar.device)).flatten()
         problem = base if alive is None else base.restrict(alive)
         constraint = bound if alive is None else bound.restrict(alive)
+        return _Bound(base, bound, problem, constraint, alive)
+
+    def _candidates(self, ctx: PruneContext, b: _Bound, k: int, grid: list[float]) -> dict[float, _Candidate]:
+        """The polished solution for each ridge of `grid` (weights full length, zero where frozen)."""
         candidates = {}
-        for l2, (result, dead) in zip(self.l2_grid, self._solve_path(problem, min(k, problem.p), constraint)):
-            full, restricted = with_l2(base, l2), with_l2(problem, l2)
+        for l2, (result, dead) in zip(grid, self._solve_path(b.problem, min(k, b.problem.p), b.constraint, grid)):
+            full, restricted = with_l2(b.base, l2), with_l2(b.problem, l2)
             w = self.polish(restricted, result.w)
-            stats = {**result.stats(), "dead_columns_left_out": dead, **bound_stats(ctx, bound)}
-            if alive is not None:
-                w = torch.zeros_like(full.w_bar).index_copy_(0, alive, w)
+            stats = {**result.stats(), "dead_columns_left_out": dead, **bound_stats(ctx, b.bound)}
+            if b.alive is not None:
+                w = torch.zeros_like(full.w_bar).index_copy_(0, b.alive, w)
                 # The restricted objective differs from the full one by a constant.
-                offset = full.objective(torch.zeros_like(w).index_copy_(0, alive, result.w)) - result.objective
+                offset = full.objective(torch.zeros_like(w).index_copy_(0, b.alive, result.w)) - result.objective
                 stats["objective_history"] = [h + offset for h in result.history]
             candidates[l2] = _Candidate(w, full, stats)
-        return bound, candidates
+        return candidates
+
+    def _choose(self, ctx: PruneContext, b: _Bound, k: int) -> tuple[float, dict[float, _Candidate], dict]:
+        """The grid's solutions and the λ of lowest held-out training loss among them; with
+        `l2: auto`, while that λ sits at an edge of the λ tried, the grid is widened by a decade
+        on that side (up to `AUTO_LIMITS`) and the choice made again."""
+        solved = self._candidates(ctx, b, k, self.l2_grid)
+        if len(solved) == 1:
+            return self.l2_grid[0], solved, {}
+        w_bar = ctx.pruned.flatten()
+        while True:
+            l2, choice = self.ridge_choice(ctx, w_bar, {value: c.w for value, c in solved.items()})
+            low, high = min(solved), max(solved)
+            wider = l2 / 10 if l2 == low else l2 * 10 if l2 == high else None
+            if not self.widen or wider is None or not AUTO_LIMITS[0] <= wider <= AUTO_LIMITS[1]:
+                return l2, solved, choice
+            log.info("l2 %g, chosen on held-out training loss, is at the edge of the grid; trying %g", l2, wider)
+            solved.update(self._candidates(ctx, b, k, [wider]))
 
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         w_bar = ctx.pruned.flatten()
@@ -169,11 +212,9 @@ class ChitaPruner(Pruner):
         G = fisher.whole()
 
         start = time.perf_counter()
-        bound, solved = self._candidates(ctx, G, k)
-        l2 = self.l2_grid[0]
-        choice: dict = {}
-        if len(solved) > 1:
-            l2, choice = self.ridge_choice(ctx, w_bar, {value: c.w for value, c in solved.items()})
+        b = self._bind(ctx, G, k)
+        bound = b.bound
+        l2, solved, choice = self._choose(ctx, b, k)
         chosen = solved[l2]
         ctx = dataclasses.replace(ctx, constraint=bound)
         w, stats = chosen.w, chosen.stats

@@ -20,6 +20,7 @@ from ..solver import (
     SparsityConstraint,
     block_backsolve_path,
     block_workspace_bytes,
+    gram_bytes_per_column,
     layer_blocks,
     layer_loss,
 )
@@ -45,15 +46,21 @@ def prune_by_blocks(
     k: int,
     l2s: list[float],
     ridge_choice: RidgeChoice | None = None,
+    column_workspace: int = 0,
 ) -> PruneResult:
     """Plan G by column groups of whole `blocks`, bind the constraint to w̄, k and the local model
     (the refitted per-layer loss of the same blocks under the first ridge of `l2s`, G read per
     group), run `solve` with gradients computed per group, keep the λ of `l2s` that `ridge_choice`
     picks on held-out training samples when there are several, and time the Fisher and the solve
-    apart. Shared by the block pruners (CHITA, WoodFisher)."""
+    apart. `column_workspace`: bytes the solver holds per column of a group (see `plan_fisher`). Shared by the block pruners (CHITA, WoodFisher)."""
     workspace = block_workspace_bytes(source.n_samples, blocks, compute)
     fisher: FisherGradients = prepare_gradients(
-        ctx, source, cuts=[stop for _, stop in blocks], workspace=workspace, hint="lower the pruner's block_size"
+        ctx,
+        source,
+        cuts=[stop for _, stop in blocks],
+        workspace=workspace,
+        hint="lower the pruner's block_size",
+        column_workspace=column_workspace,
     )
     start, setup_seconds = time.perf_counter(), fisher.seconds
     w_bar = ctx.pruned.flatten()
@@ -144,7 +151,7 @@ class ChitaBlockPruner(Pruner):
         blocks = layer_blocks(ctx.pruned.shapes, self.block_size)
         compute = torch.float64 if self.gradients.dtype == "float64" else torch.float32
         dead_rtol = self.dead_rtol if self.dead_columns == "drop" else None
-        search = None if self.search is None else self.search.searcher(blocks, w_bar, ctx.frozen)
+        search = None if self.search is None else self.search.searcher(w_bar, ctx.frozen)
 
         def solve(
             columns: ColumnSource, groups: list[tuple[int, int]], constraint: SparsityConstraint
@@ -153,6 +160,7 @@ class ChitaBlockPruner(Pruner):
                 w_bar, k, blocks, columns, self.l2_grid, groups, compute, constraint, dead_rtol, search
             )
 
+        grams = 0 if self.search is None else gram_bytes_per_column(blocks, compute)
         return prune_by_blocks(
-            ctx, self.gradients, blocks, compute, solve, self.label(), k, self.l2_grid, self.ridge_choice
+            ctx, self.gradients, blocks, compute, solve, self.label(), k, self.l2_grid, self.ridge_choice, grams
         )

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 PURPOSE = "ridge_search"
 AUTO = "auto"
 AUTO_GRID = (1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
-"""λ tried by `l2: auto`, decades: on MLPNet (seed 0, held-out training loss) the swap search
-chose 1e-7 at sparsity 0.9, 1e-6 at 0.95 and 1e-4 at 0.98."""
+"""λ tried by `l2: auto`, decades (the choices per sparsity: docs/reports/search_mlpnet)."""
+AUTO_LIMITS = (1e-10, 1.0)
+"""How far a pruner widens `AUTO_GRID`, a decade at a time, while its choice sits at an edge."""
 
 L2Setting = float | str | Sequence[float]
 

@@ -8,6 +8,7 @@ from .block import (
     block_backsolve,
     block_backsolve_path,
     block_workspace_bytes,
+    gram_bytes_per_column,
     layer_blocks,
 )
 from .block_swap import BlockSwap, block_swap_search
@@ -61,6 +62,7 @@ __all__ = [
     "dead_columns",
     "fit_on_support",
     "fit_path",
+    "gram_bytes_per_column",
     "hard_threshold",
     "iht",
     "layer_blocks",

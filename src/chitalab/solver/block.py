@@ -22,13 +22,17 @@ from .backsolve import fit_on_support
 from .constraint import GLOBAL_TOP_K, SparsityConstraint
 from .dead import column_norms, dead_by_norm, live_support
 from .problem import Problem
-from .result import SolveResult
+from .result import STOP_CONVERGED, STOP_TIME, STOP_WORK, SolveResult
 from .ridge import ridge_path, with_l2
 
 ColumnSource = Callable[[int, int], Tensor]
-BlockSearch = Callable[[list[Tensor], Tensor, float, Tensor | None], tuple[Tensor, float, int]]
-"""(grams, keep, ridge, dead) -> (w, objective, moves): a support search over all blocks given
-each block's Gram matrix G_bᵀG_b, the start support, ρ = n·λ and the dead coordinates (or None)."""
+BlockSearch = Callable[
+    [list[Tensor], Sequence[tuple[int, int]], Tensor, float, Tensor | None], tuple[Tensor, float, int, str]
+]
+"""(grams, blocks, keep, ridge, dead) -> (w, objective, moves, stopped_by): a support search over `blocks`
+(one memory group's) given each one's Gram matrix G_bᵀG_b, the start support, ρ = n·λ and the
+dead coordinates (or None); w is full length, zero outside the blocks, and keeps as many weights
+in them as `keep` does."""
 GroupColumns = tuple[Tensor, int, Sequence[tuple[int, int]]]
 """One group of `group_columns`: G's columns of the group, where they start, its blocks."""
 
@@ -66,6 +70,13 @@ def block_workspace_bytes(n: int, blocks: Sequence[tuple[int, int]], dtype: torc
     Woodbury matrix, for the largest block."""
     largest = max(stop - start for start, stop in blocks)
     return dtype.itemsize * (3 * n * largest + min(n, largest) ** 2)
+
+
+def gram_bytes_per_column(blocks: Sequence[tuple[int, int]], dtype: torch.dtype) -> int:
+    """Memory a block search needs per column of a memory group: each block's Gram matrix in
+    `dtype` and its shifted copy in float64 (a row of each per column), for the largest block."""
+    largest = max(stop - start for start, stop in blocks)
+    return largest * (dtype.itemsize + torch.float64.itemsize)
 
 
 @contextmanager
@@ -231,8 +242,10 @@ def block_backsolve_path(
     never needs to be held whole. With `dead_rtol` (see `chitalab.solver.dead`), coordinates
     whose gradient column is dead are left out of the support unless fewer than k live ones
     exist; with more than one group that costs a first pass over G for the column norms.
-    With `search` (e.g. `block_swap_search`), the backsolve is its start: the blocks' Gram
-    matrices are kept and the search moves the support within and between blocks, per λ.
+    With `search` (e.g. `block_swap_search`), the backsolve is its start: each group's Gram
+    matrices are kept while the group is held and the search moves the support within and
+    between the group's blocks, per λ (with one group, between all blocks; with several, each
+    group keeps the backsolve's share of k, so memory stays within one group's).
     Blocks are solved in `dtype` whatever the storage dtype of G.
     """
     l2s = [float(v) for v in l2s]
@@ -246,22 +259,33 @@ def block_backsolve_path(
     keep, left_out = live_support(constraint, w_bar, k, dead)
     w = torch.zeros(len(l2s), p, dtype=dtype, device=w_bar.device)
     objective, objective_magnitude = [0.0] * len(l2s), [0.0] * len(l2s)
-    grams: list[Tensor] | None = None if search is None else []
-    n = 0
+    backsolved, moves = [0.0] * len(l2s), [0] * len(l2s)
+    stops: list[set[str]] = [set() for _ in l2s]
     for G, offset, group in first:
         n = G.shape[0]
+        grams: list[Tensor] | None = None if search is None else []
         f, f_magnitude = _solve_blocks(G, offset, group, w_bar, keep, l2s, w, grams)
         del G  # free this group's columns before the next group's are computed
-        objective = [a + b for a, b in zip(objective, f)]
+        backsolved = [a + b for a, b in zip(backsolved, f)]
         objective_magnitude = [a + b for a, b in zip(objective_magnitude, f_magnitude)]
+        if search is not None and grams is not None and group:
+            g0, g1 = group[0][0], group[-1][1]
+            for t, l2 in enumerate(l2s):
+                searched, f_searched, count, stop = search(grams, group, keep, n * l2, dead if left_out else None)
+                stops[t].add(stop)
+                if f_searched < f[t]:
+                    w[t, g0:g1], f[t] = searched[g0:g1].to(dtype), f_searched
+                    moves[t] += count
+        objective = [a + b for a, b in zip(objective, f)]
+        del grams  # one group's Gram matrices at a time
     results = [
         BlockSolveResult.exact(w[t], objective[t], objective_magnitude[t], len(blocks), len(groups), left_out)
         for t in range(len(l2s))
     ]
-    if search is not None and grams is not None:
-        for t, l2 in enumerate(l2s):
-            searched, f_searched, moves = search(grams, keep, n * l2, dead if left_out else None)
-            if f_searched < results[t].objective:
-                results[t].w, results[t].objective = searched.to(dtype), f_searched
-            results[t].iterations, results[t].history = moves, [results[t].history[0], results[t].objective]
+    if search is not None:
+        for t, result in enumerate(results):
+            result.iterations, result.history = moves[t], [backsolved[t], result.objective]
+            stopped = [reason for reason in (STOP_TIME, STOP_WORK) if reason in stops[t]]
+            result.stopped_by = stopped[0] if stopped else STOP_CONVERGED
+            result.converged = not stopped
     return results

@@ -15,9 +15,9 @@ A move between blocks (remove the cheapest weight of one block, add the best of 
 the search re-allocate the budget across blocks, which a per-layer allocation does only by
 proxy. Each round takes the best move over all blocks, refits the (one or two) blocks it
 touches from a fresh Cholesky factor, and stops when no move lowers f by more than the
-tolerance, or on the swap or time budget. Every accepted move lowers the exact objective, so
+tolerance, or on the swap budget (or an opt-in time budget). Every accepted move lowers the exact objective, so
 the result is never above the start (the block backsolve). Blocks are held as their Gram
-matrices K_b (Σ p_b² numbers: about 1 GB in float64 for ResNet20 with blocks of 500).
+matrices K_b (Σ p_b² numbers), one memory group of blocks at a time.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..errors import check_int, check_number
 from .block import BlockSearch
+from .result import STOP_CONVERGED, STOP_TIME, STOP_WORK
 
 F64 = torch.float64
 NEG_INF = float("-inf")
@@ -121,6 +122,7 @@ class BlockSwapResult:
     objective: float  # Σ block objectives
     swaps: int
     converged: bool
+    stopped_by: str
 
 
 def block_swap_search(
@@ -139,8 +141,8 @@ def block_swap_search(
 
     `grams[t]` is K_b = G_bᵀG_b of `blocks[t]` (any float dtype; used in float64); `ridge` is ρ = n·λ
     (> 0). Coordinates outside `eligible` (dead columns, frozen weights) never enter the support.
-    Stops when no move lowers f by more than tol·max(|f|, 1), after `max_swaps` moves or after
-    `time_budget_s` seconds.
+    Stops when no move lowers f by more than tol·max(|f|, 1), after `max_swaps` moves, or after
+    `time_budget_s` seconds when one is given.
     """
     if ridge <= 0:
         raise ValueError(f"block_swap_search needs a positive ridge, got {ridge}")
@@ -159,8 +161,14 @@ def block_swap_search(
         _refresh(state, support)
         states.append(state)
     total = sum(s.f for s in states)
-    swaps, converged = 0, False
-    while swaps < max_swaps and (time_budget_s is None or time.perf_counter() - started < time_budget_s):
+    swaps, stop = 0, STOP_CONVERGED
+    while True:
+        if swaps >= max_swaps:
+            stop = STOP_WORK
+            break
+        if time_budget_s is not None and time.perf_counter() - started >= time_budget_s:
+            stop = STOP_TIME
+            break
         inside = min(range(len(states)), key=lambda b: states[b].pair_change)
         by_cost = sorted(range(len(states)), key=lambda b: states[b].remove_cost)[:2]
         by_gain = sorted(range(len(states)), key=lambda b: -states[b].add_gain)[:2]
@@ -172,7 +180,6 @@ def block_swap_search(
         change_inside = states[inside].pair_change
         change_across = float("inf") if across is None else states[across[0]].remove_cost - states[across[1]].add_gain
         if not min(change_inside, change_across) < -tol * max(abs(total), 1.0):
-            converged = True
             break
         moves: dict[int, Tensor] = {}
         if change_inside <= change_across:
@@ -193,37 +200,41 @@ def block_swap_search(
         if not change < 0:  # rounding: the predicted gain was not real; undo and stop
             for b, support in before.items():
                 _refresh(states[b], support)
-            converged = True
             break
         total += change
         swaps += 1
     w = torch.zeros(w_bar.numel(), dtype=F64, device=device)
     for state in states:
         w[state.start + state.support] = state.w
-    return BlockSwapResult(w=w, objective=sum(s.f for s in states), swaps=swaps, converged=converged)
+    objective = sum(s.f for s in states)
+    return BlockSwapResult(w=w, objective=objective, swaps=swaps, converged=stop == STOP_CONVERGED, stopped_by=stop)
 
 
 class BlockSwap:
-    """The block method's support search (`pruner/search=swap` on `pruner=chita_block`): from the
+    """The block method's support search (`pruner=chita_block pruner/search=swap`): from the
     block backsolve, moves within and between blocks while the exact block-diagonal objective
-    drops, within `time_budget_s` seconds (null: no limit) and `max_swaps` moves per ridge λ."""
+    drops, until no move helps or after `max_swaps` moves per ridge λ and memory group;
+    `time_budget_s` (seconds, default none) is an opt-in that makes the result depend on the
+    machine's speed. Blocks are held one memory group at a time (see `block_backsolve_path`)."""
 
-    def __init__(self, time_budget_s: float | None = 20.0, max_swaps: int = 100_000):
-        self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
+    def __init__(self, max_swaps: int = 100_000, time_budget_s: float | None = None):
         self.max_swaps = check_int("max_swaps", max_swaps, 0)
+        self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
 
     def settings(self) -> dict:
         return {"name": "swap", **vars(self)}
 
-    def searcher(self, blocks: Sequence[tuple[int, int]], w_bar: Tensor, frozen: Tensor | None) -> BlockSearch:
-        """The search over `blocks` around w̄, never bringing back `frozen` weights."""
+    def searcher(self, w_bar: Tensor, frozen: Tensor | None) -> BlockSearch:
+        """The search around w̄, never bringing back `frozen` weights."""
 
-        def search(grams: list[Tensor], keep: Tensor, ridge: float, dead: Tensor | None) -> tuple[Tensor, float, int]:
+        def search(
+            grams: list[Tensor], blocks: Sequence[tuple[int, int]], keep: Tensor, ridge: float, dead: Tensor | None
+        ) -> tuple[Tensor, float, int, str]:
             eligible = torch.ones_like(keep)
             for excluded in (dead, frozen):
                 if excluded is not None:
                     eligible &= ~excluded.to(keep.device)
             result = block_swap_search(grams, blocks, w_bar, keep, ridge, eligible, self.max_swaps, self.time_budget_s)
-            return result.w, result.objective, result.swaps
+            return result.w, result.objective, result.swaps, result.stopped_by
 
         return search
