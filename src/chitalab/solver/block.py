@@ -74,9 +74,9 @@ def block_workspace_bytes(n: int, blocks: Sequence[tuple[int, int]], dtype: torc
 
 def gram_bytes_per_column(blocks: Sequence[tuple[int, int]], dtype: torch.dtype) -> int:
     """Memory a block search needs per column of a memory group: each block's Gram matrix in
-    `dtype` and its shifted copy in float64 (a row of each per column), for the largest block."""
+    `dtype` (a row per column), for the largest block."""
     largest = max(stop - start for start, stop in blocks)
-    return largest * (dtype.itemsize + torch.float64.itemsize)
+    return largest * dtype.itemsize
 
 
 @contextmanager

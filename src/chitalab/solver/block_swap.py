@@ -42,7 +42,9 @@ class _State:
     """One block at the current support, with its best moves."""
 
     start: int
-    H: Tensor  # (p_b, p_b) float64: K_b + ρI
+    K: Tensor  # (p_b, p_b) K_b = G_bᵀG_b in its own dtype; H = K_b + ρI is never formed
+    ridge: float  # ρ
+    diagonal: Tensor  # (p_b,) float64: H's diagonal
     c: Tensor  # (p_b,) H w̄_b
     eligible: Tensor  # (p_b,) bool: may enter the support
     constant: float  # ½w̄_bᵀHw̄_b: the block objective with nothing kept
@@ -57,12 +59,19 @@ class _State:
     pair: tuple[int, int] = (-1, -1)  # (position in support, local index)
 
 
-def _fit(H: Tensor, c: Tensor, support: Tensor, constant: float) -> tuple[Tensor, Tensor, float]:
+def _submatrix(K: Tensor, rows: Tensor, columns: Tensor) -> Tensor:
+    """K[rows][:, columns] in float64."""
+    return K.index_select(0, rows).index_select(1, columns).to(F64)
+
+
+def _fit(state: _State, support: Tensor) -> tuple[Tensor, Tensor, float]:
     """H_SS⁻¹ (via Cholesky), w_S = H_SS⁻¹c_S and f on `support`."""
+    c, constant = state.c, state.constant
     if support.numel() == 0:
-        empty = torch.zeros(0, 0, dtype=F64, device=H.device)
-        return empty, torch.zeros(0, dtype=F64, device=H.device), constant
-    H_SS = H.index_select(0, support).index_select(1, support)
+        empty = torch.zeros(0, 0, dtype=F64, device=c.device)
+        return empty, torch.zeros(0, dtype=F64, device=c.device), constant
+    H_SS = _submatrix(state.K, support, support)
+    H_SS.diagonal().add_(state.ridge)
     L, info = torch.linalg.cholesky_ex(H_SS)
     Hinv = torch.cholesky_inverse(L) if int(info) == 0 else torch.linalg.inv(H_SS)
     c_S = c.index_select(0, support)
@@ -87,13 +96,12 @@ def _score(state: _State, Hinv: Tensor) -> None:
         state.remove_cost, state.remove_at = float(cost[position]), position
     if not outside.numel():
         return
-    H_CS = state.H.index_select(0, outside).index_select(1, state.support)
+    H_CS = _submatrix(state.K, outside, state.support)  # off the diagonal: K's entries are H's
     u = state.c.index_select(0, outside) - H_CS @ state.w
+    s = state.diagonal.index_select(0, outside)
     if k:
         Z = Hinv @ H_CS.T  # (k, m)
-        s = state.H.diagonal().index_select(0, outside) - (H_CS.T * Z).sum(dim=0)
-    else:
-        s = state.H.diagonal().index_select(0, outside)
+        s = s - (H_CS.T * Z).sum(dim=0)
     s = s.clamp_min(torch.finfo(F64).tiny)
     gain = u * u / (2 * s)
     best = int(torch.argmax(gain))
@@ -109,7 +117,7 @@ def _score(state: _State, Hinv: Tensor) -> None:
 
 def _refresh(state: _State, support: Tensor) -> float:
     """Refit the block on `support` and rescore it; returns the change of its objective."""
-    Hinv, w, f = _fit(state.H, state.c, support, state.constant)
+    Hinv, w, f = _fit(state, support)
     change = f - state.f
     state.support, state.w, state.f = support, w, f
     _score(state, Hinv)
@@ -139,7 +147,8 @@ def block_swap_search(
     """Minimise Σ_b f_b over supports of |keep| weights in all (see the module doc), starting from
     `keep` (a boolean mask over the p coordinates, e.g. the block backsolve's support).
 
-    `grams[t]` is K_b = G_bᵀG_b of `blocks[t]` (any float dtype; used in float64); `ridge` is ρ = n·λ
+    `grams[t]` is K_b = G_bᵀG_b of `blocks[t]` (any float dtype, kept as it is: the submatrices each
+    refit and score reads are taken in float64); `ridge` is ρ = n·λ
     (> 0). Coordinates outside `eligible` (dead columns, frozen weights) never enter the support.
     Stops when no move lowers f by more than tol·max(|f|, 1), after `max_swaps` moves, or after
     `time_budget_s` seconds when one is given.
@@ -151,13 +160,13 @@ def block_swap_search(
     eligible = torch.ones_like(keep) if eligible is None else eligible.to(device)
     states = []
     for K, (b0, b1) in zip(grams, blocks):
-        H = K.to(F64, copy=True)  # one copy whatever K's dtype (a float32 K is not converted twice)
-        H.diagonal().add_(ridge)
         w_b = w_bar[b0:b1].to(F64)
-        c = H @ w_b
+        c = K.to(F64) @ w_b + ridge * w_b  # the float64 copy of K lives only for this product
         constant = 0.5 * float(w_b @ c)
         support = torch.nonzero(keep[b0:b1]).flatten()
-        state = _State(b0, H, c, eligible[b0:b1] | keep[b0:b1], constant, support, torch.zeros(0, dtype=F64), constant)
+        diagonal = K.diagonal().to(F64) + ridge
+        allowed = eligible[b0:b1] | keep[b0:b1]
+        state = _State(b0, K, ridge, diagonal, c, allowed, constant, support, torch.zeros(0, dtype=F64), constant)
         _refresh(state, support)
         states.append(state)
     total = sum(s.f for s in states)
@@ -217,7 +226,7 @@ class BlockSwap:
     `time_budget_s` (seconds, default none) is an opt-in that makes the result depend on the
     machine's speed. Blocks are held one memory group at a time (see `block_backsolve_path`)."""
 
-    def __init__(self, max_swaps: int = 100_000, time_budget_s: float | None = None):
+    def __init__(self, max_swaps: int = 5000, time_budget_s: float | None = None):
         self.max_swaps = check_int("max_swaps", max_swaps, 0)
         self.time_budget_s = None if time_budget_s is None else check_number("time_budget_s", time_budget_s, 0, False)
 

@@ -440,7 +440,9 @@ class _SharedFactor:
         GS = s.rows(support)
         eigenvalues, Q = torch.linalg.eigh(GS.T @ GS)
         self.Q = Q
-        self.inverse = 1.0 / (eigenvalues.clamp_min(0)[None, :] + torch.tensor(ridges, dtype=F64)[:, None])
+        self.inverse = 1.0 / (
+            eigenvalues.clamp_min(0)[None, :] + torch.tensor(ridges, dtype=F64, device=Q.device)[:, None]
+        )
         self.alpha = ((GS @ Q) ** 2) @ self.inverse.T  # (k, len(ridges))
         problem = s.problem
         self.beta = torch.empty(len(ridges), problem.p, dtype=problem.G.dtype, device=problem.G.device)
