@@ -52,8 +52,8 @@ def baseline_module(commit: str) -> ModuleType:
     assert spec is not None
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "chitalab.solver"
+    sys.modules[name] = module  # before running it: dataclasses look their module up there
     exec(compile(source, f"{commit}:{SWAP_PATH}", "exec"), module.__dict__)  # our own history, read from git
-    sys.modules[name] = module
     return module
 
 

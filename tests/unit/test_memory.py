@@ -62,6 +62,16 @@ def test_storage_dtype_and_chunk_size_enter_the_accounting():
     assert plan.chunk_size == 3 and plan.in_flight == [3 * (4 * 1000 + 2 * 10**6)]
 
 
+def test_a_solver_workspace_per_column_makes_smaller_groups():
+    """A block search holds each group's Gram rows: 3 groups of 100 columns fit with G alone, and
+    with 20 more bytes per column the same budget holds only 2 of the 3 tensors' columns at once."""
+    sizes, cuts = [100, 100, 100], [100, 200, 300]
+    budget = 10 * 300 * 4 + 4 * 300
+    assert plan_fisher(10, sizes, cuts, torch.float32, 1, 0, budget).groups == [(0, 300)]
+    plan = plan_fisher(10, sizes, cuts, torch.float32, 1, 0, budget, column_workspace=20)
+    assert plan.groups == [(0, 200), (200, 300)] and plan.stored[0] == (10 * 4 + 20) * 200
+
+
 def test_tight_budget_splits_into_groups_and_a_tighter_one_is_refused_with_the_knobs():
     sizes = [100, 100, 100]
     plan = plan_fisher(10, sizes, [100, 200, 300], torch.float32, 1, 0, 10 * 100 * 4 + 4 * 100)
