@@ -1,5 +1,5 @@
 """The `chitalab` command (also `python -m chitalab` and `python run.py`): one Hydra job or a
-multirun, with the same overrides everywhere (see README.md)."""
+multirun, with the same overrides everywhere (see docs/usage.md)."""
 
 from __future__ import annotations
 
