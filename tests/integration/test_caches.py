@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-from tests.support import SYNTHETIC, run_cli
+from tests.support import SWAPS_NOT_SECONDS, SYNTHETIC, run_cli
 
 
 def run(tmp_path, name: str, *overrides: str) -> dict:
     out = tmp_path / name
-    result = run_cli(*SYNTHETIC, f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}", *overrides)
+    where = (f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={out}")
+    result = run_cli(*SYNTHETIC, *SWAPS_NOT_SECONDS, *where, *overrides)
     assert result.returncode == 0, result.stderr
     return json.loads((out / "results.json").read_text())
 

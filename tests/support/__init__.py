@@ -163,6 +163,10 @@ def start_cli(*overrides: str, cwd: Path | None = None) -> subprocess.Popen:
 
 
 SYNTHETIC = ("model=tiny_mlp", "dataset=synthetic")
+SWAPS_NOT_SECONDS = ("pruner.solver.time_budget_s=null", "pruner.solver.max_swaps=20")
+"""Overrides that give CHITA's swap search (the default solver) a budget in swaps instead of
+seconds: with its time budget, a loaded machine stops it earlier, and two runs that must agree
+(caches on and off, resumed and uninterrupted) may not."""
 
 
 class FirstSamples(SampleStream):
