@@ -214,9 +214,8 @@ def test_bad_checkpoint_files_are_refused_with_one_line_and_run_no_code(tmp_path
 
 def test_trusted_checkpoint_is_unpickled_only_after_the_opt_in_with_a_warning(tmp_path):
     path = bad_checkpoint(tmp_path, "payload")
-    done = run_cli(
-        *SYNTHETIC, f"model.checkpoint={path}", "model.trust_checkpoint=true", f"hydra.run.dir={tmp_path / 'run'}"
-    )
+    where = f"hydra.run.dir={tmp_path / 'run'}"
+    done = run_cli(*SYNTHETIC, "pruner=mp", f"model.checkpoint={path}", "model.trust_checkpoint=true", where)
     assert done.returncode == 0, done.stderr
     assert "model.trust_checkpoint=true: fully unpickling" in done.stderr + done.stdout
     assert (tmp_path / "payload_ran").exists()
