@@ -141,6 +141,9 @@ def run_in_process(
             except Exception:  # the process would have died with this traceback and status 1
                 traceback.print_exc()
                 code = 1
+            finally:  # what the process's exit hooks do: W&B finishes writing its offline runs
+                if "wandb" in sys.modules:
+                    sys.modules["wandb"].teardown(exit_code=code)
     finally:
         GlobalHydra.instance().clear()
         for handler in root.handlers:
