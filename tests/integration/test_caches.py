@@ -16,8 +16,8 @@ def run_job(tmp_path, name: str, *overrides: str) -> dict:
 
 
 def test_a_second_job_reads_the_fisher_store_and_the_dense_baseline(tmp_path):
-    def pinned(tmp_path, name, *overrides):  # the search's work pinned: equal results at any load
-        return run_job(tmp_path, name, *SWAPS_NOT_SECONDS, *overrides)
+    def pinned(tmp_path, name, *overrides):  # the search's work pinned (equal results at any load), one λ
+        return run_job(tmp_path, name, *SWAPS_NOT_SECONDS, "pruner.l2=1e-4", *overrides)
 
     first = pinned(tmp_path, "first", "sparsity=0.8")
     second = pinned(tmp_path, "second", "sparsity=0.8")
