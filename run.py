@@ -1,4 +1,4 @@
-"""Hydra entry point: `python run.py pruner=chita sparsity=0.9` (the same as the `chitalab` command; see README.md)."""
+"""Hydra entry point: `python run.py pruner=chita sparsity=0.9` (the same as the `chitalab` command; see docs/usage.md)."""
 
 from chitalab.__main__ import main
 

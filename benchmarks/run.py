@@ -54,7 +54,7 @@ class Sizes:
     deploy_repeats: int = 15
     deploy_budget_s: float = 6.0  # per model, sparsity and batch size (at least 3 rounds each)
     deploy_wide: int = 4096
-    deploy_threads: int = 1  # fixed: on 2 shared cores, 2-thread timings stalled whenever another job held a core
+    deploy_threads: int = 1  # fixed, so that timings do not stall on shared cores (docs/benchmarks.md)
     deploy_sweep: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99)
     deploy_layers: tuple[tuple[str, tuple[int, ...], tuple[int, ...]], ...] = (
         ("linear", (4096, 4096), (4096,)),

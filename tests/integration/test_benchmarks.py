@@ -1,22 +1,20 @@
-"""Smoke test of the benchmark command (tiny sizes; no timings are asserted)."""
+"""Smoke test of the benchmark command (tiny sizes; no timings are asserted), run in this process."""
 
 from __future__ import annotations
 
 import json
 import os
 import subprocess
-import sys
 
+import pytest
 import torch
 
 from chitalab.models import MLPNet, resnet20
-from tests.support import DATA_DIR, REPO, needs_cifar10, needs_mnist
+from tests.support import DATA_DIR, needs_cifar10, needs_mnist, run_module
 
 
 def run_benchmarks(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "benchmarks.run", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    return run_module("benchmarks.run", *args)
 
 
 def test_quick_run_prints_tables_and_writes_json(tmp_path):
@@ -74,9 +72,12 @@ def test_quick_job_section_times_the_phases_of_a_cold_job(tmp_path):
 
 
 def test_quick_sweep_section_compares_the_caches_on_and_off(tmp_path):
+    """Both sweeps must agree at any load: the quick sweep gives the swap search a budget in swaps,
+    not seconds (benchmarks.sweep_bench.QUICK_SWEEP), so both do the same work."""
     done = run_benchmarks("--quick", "--sections", "sweep", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     sweep = json.loads((tmp_path / "latest.json").read_text())["sections"]["sweep"]
+    assert all("pruner.solver.time_budget_s=null" in sweep[caches]["command"] for caches in ("on", "off"))
     assert sweep["fisher_hits"] == sweep["dense_hits"] == len(sweep["sparsities"]) - 1
     assert sweep["identical_results"] is True
     assert [j["fisher_store"] for j in sweep["off"]["jobs"]] == ["off"] * len(sweep["sparsities"])
@@ -91,13 +92,8 @@ def training_set_rows(tmp_path, runs: list[tuple[str, torch.nn.Module, float]]) 
         torch.save(net.state_dict(), run / "pruned.pt")
         results = {"model": model, "method": "MP", "pruner": {}, "sparsity": {"requested": sparsity}}
         (run / "results.json").write_text(json.dumps({**results, "seed": 0, "pruned": {"test_acc": 10.0}}))
-    done = subprocess.run(
-        [sys.executable, "-m", "benchmarks.training_set_metrics", str(tmp_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR)),
+    done = run_module(
+        "benchmarks.training_set_metrics", str(tmp_path), env=dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR))
     )
     assert done.returncode == 0, done.stderr
     return [line.split() for line in done.stdout.splitlines() if line.split()[1:2] == ["MP"]]
@@ -112,6 +108,7 @@ def test_training_set_metrics_reads_every_mlpnet_run_under_a_folder(tmp_path):
     assert all(float(row[4]) > 0 and 0 < float(row[5]) < 100 for row in rows)  # random weights
 
 
+@pytest.mark.slow  # a pass over CIFAR-10's 50,000 training images with ResNet20
 @needs_cifar10
 def test_training_set_metrics_evaluates_a_resnet20_run_on_cifar10(tmp_path):
     torch.manual_seed(0)

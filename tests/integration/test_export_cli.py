@@ -7,13 +7,12 @@ import importlib.util
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.support import CHECKPOINT_DIR, DATA_DIR, REPO, SYNTHETIC, needs_cifar10, needs_mnist, run_cli
+from tests.support import CHECKPOINT_DIR, DATA_DIR, SYNTHETIC, needs_cifar10, needs_mnist, run_cli, run_module
 
 needs_ort = pytest.mark.skipif(
     importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime not installed: pip install -e '.[export]'"
@@ -21,10 +20,9 @@ needs_ort = pytest.mark.skipif(
 
 
 def export(*args: str) -> subprocess.CompletedProcess:
+    """`python -m chitalab.export ARGS`, run in this process."""
     env = dict(os.environ, CHITA_DATA_DIR=str(DATA_DIR), CHITA_CHECKPOINT_DIR=str(CHECKPOINT_DIR))
-    return subprocess.run(
-        [sys.executable, "-m", "chitalab.export", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
-    )
+    return run_module("chitalab.export.__main__", *args, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from chitalab.pruning import (
 )
 from chitalab.solver import GLOBAL_TOP_K, NM, ActiveSet
 from chitalab.training import Classifier, CosineRestarts, GradualPruning, evaluate_model
-from tests.support import SYNTHETIC, run_cli
+from tests.support import SYNTHETIC, run_entry_point
 from tests.support.patterns import is_n_m
 
 NUM_CLASSES = 4
@@ -255,7 +255,9 @@ def test_chitapp_masks_are_monotone_unless_regrowth_is_allowed():
 
 
 def test_gradual_run_through_the_cli_with_ddp_on_two_processes(tmp_path):
-    done = run_cli(
+    # A fresh process: Lightning's DDP launcher starts the second rank by re-running this
+    # process's command line, which in process would be pytest's
+    done = run_entry_point(
         *SYNTHETIC,
         "schedule=gradual_fast",
         "schedule.epochs=3",

@@ -5,8 +5,6 @@ from __future__ import annotations
 import csv
 import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from chitalab.errors import UserError
 from chitalab.report import build_report
 from chitalab.report.readme import update_markdown
 from chitalab.report.tables import paper_values
-from tests.support import write_results
+from tests.support import run_module, write_results
 
 ACCURACY = {  # (pruner, sparsity) -> accuracies of seeds 0, 1, 2
     ("mp", 0.5): [93.9, 93.9, 93.9],
@@ -169,7 +167,7 @@ def test_command_line_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     for folder, message in ((tmp_path / "missing", "report folder not found"), (empty, "no results.json under")):
-        done = subprocess.run([sys.executable, "-m", "chitalab.report", str(folder)], capture_output=True, text=True)
+        done = run_module("chitalab.report.__main__", str(folder))
         assert done.returncode == 2 and done.stderr.strip().startswith(f"error: {message}"), done.stderr
         assert "Traceback" not in done.stderr
     assert not (empty / "report").exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support import SYNTHETIC, run_cli, wandb_records
+from tests.support import SWAPS_NOT_SECONDS, SYNTHETIC, run_cli, wandb_records
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -70,6 +70,7 @@ def test_a_one_shot_chitapp_run_logs_each_stage_as_it_ends(tmp_path):
 def test_a_gradual_run_logs_its_pruning_steps_during_training(tmp_path):
     done = run_cli(
         *SYNTHETIC,
+        *SWAPS_NOT_SECONDS,  # what is tested is the logging, not how far the search gets
         "schedule=gradual_fast",
         "schedule.epochs=4",
         "schedule.prune_every=1",

@@ -3,9 +3,15 @@ them, and how to run the CLI (imported as `from tests.support import ...`)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +39,10 @@ from tests.extensions import ProjectedGradient
 
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "src" / "chitalab" / "conf"
-DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data"))
-CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints"))
+# Absolute, so that the README's relative environment line (`CHITA_DATA_DIR=../shared/data`, from
+# the clone) holds for a run started in another folder and for file URIs.
+DATA_DIR = Path(os.environ.get("CHITA_DATA_DIR", REPO.parent / "shared" / "data")).absolute()
+CHECKPOINT_DIR = Path(os.environ.get("CHITA_CHECKPOINT_DIR", REPO.parent / "shared" / "checkpoints")).absolute()
 MLPNET_CHECKPOINT = CHECKPOINT_DIR / "mnist_25_epoch_93.97.ckpt"
 RESNET20_CHECKPOINT = CHECKPOINT_DIR / "resnet20_cifar10.pth.tar"
 CIFAR10_NPZ = DATA_DIR / "cifar10.npz"
@@ -68,10 +76,87 @@ def cli_command(*overrides: str) -> tuple[list[str], dict[str, str]]:
     return [sys.executable, str(REPO / "run.py"), *flags, "progress=false", "logger=none", *settings], env
 
 
+HANG = 1800
+"""Seconds after which a test's subprocess counts as hung (never a measure of speed: a loaded
+machine may take many times the quiet one's time, and the test still passes)."""
+
+
 def run_cli(*overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run `python run.py OVERRIDES` (see `cli_command`) to the end."""
+    """Run the command `python run.py OVERRIDES` (see `cli_command`) to the end, in this process:
+    the same checks, Hydra composition, jobs, exit code, stdout and stderr as the real entry
+    point, returned as `subprocess.run` would, without a fresh Python that imports torch from
+    cold. What only a process shows (the real entry point's exit status, signals, packaging,
+    what is imported when) goes through `run_entry_point` or `start_cli`."""
+    from chitalab.__main__ import run
+
     cmd, env = cli_command(*overrides)
-    return subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=600)
+    return run_in_process(run, cmd, cwd or REPO, env)
+
+
+def run_module(module: str, *args: str, cwd: Path | None = None, env: dict[str, str] | None = None):
+    """`python -m MODULE ARGS` in this process (see `run_in_process`): MODULE's `main(argv)`, whose
+    return value, when an int, is the exit code. For the report, export and benchmark commands."""
+    loaded = importlib.import_module(module)
+    cmd = [sys.executable, "-m", module.removesuffix(".__main__"), *args]
+    env = dict(os.environ) if env is None else env
+    return run_in_process(lambda: loaded.main(list(args)), cmd, cwd or REPO, env, argv=[str(loaded.__file__), *args])
+
+
+def run_entry_point(*overrides: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python run.py OVERRIDES` (see `cli_command`) to the end in a fresh process."""
+    cmd, env = cli_command(*overrides)
+    return subprocess.run(cmd, cwd=cwd or REPO, env=env, capture_output=True, text=True, timeout=HANG)
+
+
+def run_in_process(
+    entry: Callable[[], object], cmd: list[str], cwd: Path, env: dict[str, str], argv: list[str] | None = None
+) -> subprocess.CompletedProcess:
+    """Call `entry` as the process `cmd` would run: `argv` (default: `cmd[1:]`) as sys.argv,
+    `env` as the environment and `cwd` as the working folder, its output captured, SystemExit
+    and an uncaught exception turned into the exit status. Everything a run changes in this
+    process (environment, folder, argv, logging handlers, Hydra's global state, the data set kept
+    in memory) is put back afterwards, so the next run starts as a fresh process would."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from chitalab.data import images
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.argv = cmd[1:] if argv is None else argv
+    code = 0
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                returned = entry()
+                code = returned if isinstance(returned, int) else 0
+            except SystemExit as stop:  # what the process would have exited with
+                if isinstance(stop.code, str):
+                    print(stop.code, file=sys.stderr)
+                code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)
+            except Exception:  # the process would have died with this traceback and status 1
+                traceback.print_exc()
+                code = 1
+            finally:  # what the process's exit hooks do: W&B finishes writing its offline runs
+                if "wandb" in sys.modules:
+                    sys.modules["wandb"].teardown(exit_code=code)
+    finally:
+        GlobalHydra.instance().clear()
+        for handler in root.handlers:
+            if handler not in saved_handlers:
+                handler.close()
+        root.handlers[:] = saved_handlers
+        root.setLevel(saved_level)
+        images.LOADED.clear()
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.argv = saved_argv
+    return subprocess.CompletedProcess(cmd, code, out.getvalue(), err.getvalue())
 
 
 def start_cli(*overrides: str, cwd: Path | None = None) -> subprocess.Popen:
@@ -81,6 +166,10 @@ def start_cli(*overrides: str, cwd: Path | None = None) -> subprocess.Popen:
 
 
 SYNTHETIC = ("model=tiny_mlp", "dataset=synthetic")
+SWAPS_NOT_SECONDS = ("pruner.solver.time_budget_s=null", "pruner.solver.max_swaps=20")
+"""Overrides that give CHITA's swap search (the default solver) a budget in swaps instead of
+seconds: with its time budget, a loaded machine stops it earlier, and two runs that must agree
+(caches on and off, resumed and uninterrupted) may not."""
 
 
 class FirstSamples(SampleStream):

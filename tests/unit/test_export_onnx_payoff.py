@@ -80,14 +80,16 @@ def test_deploy_summary_is_json_friendly_and_counts_right():
 
 
 def test_deploy_summary_with_latency_is_cheap():
-    import time
-
+    """Cheap in work, not in seconds (a loaded machine is slower): at most the 20 rounds each timing
+    is capped at, whatever the budget in seconds left over."""
     net = MLPNet(64, (16, 8), 4).eval()
     names = ["fc1.weight", "fc2.weight", "fc3.weight"]
-    start = time.perf_counter()
     block = deploy_summary(net, names, torch.randn(1, 1, 8, 8), latency=True, latency_budget_s=0.3)
-    assert time.perf_counter() - start < 10
     batches = block["latency"]["batches"]
+    rounds = [v["rounds"] for v in batches.values()] + [
+        layer["rounds"] for v in batches.values() for layer in v["layers"]
+    ]
+    assert len(rounds) == 2 * (1 + len(names)) and all(3 <= r <= 20 for r in rounds), rounds
     assert set(batches) == {"1", "64"} and block["latency"]["threads"] == 1
     assert all(v["dense_ms"] > 0 and v["fastest_ms"] > 0 for v in batches.values())
     json.dumps(block, allow_nan=False)

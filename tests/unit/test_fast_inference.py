@@ -17,7 +17,7 @@ from chitalab.pruning import DrawKey, SampleStream
 from chitalab.run.job import BATCHNORM_DRAW, Job
 from chitalab.training.batchnorm import recalibrate_batchnorm
 from chitalab.training.inference import evaluate_model
-from tests.support import REPO
+from tests.support import HANG, REPO
 
 
 class BNNet(nn.Module):
@@ -138,8 +138,8 @@ HEAVY = ("lightning", "lightning_fabric", "torchmetrics", "wandb", "timm", "matp
 def imported_by(*args: str) -> set[str]:
     """Top-level packages imported by `python -X importtime ARGS` (read from its report)."""
     proc = subprocess.run(
-        [sys.executable, "-X", "importtime", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+        [sys.executable, "-X", "importtime", *args], cwd=REPO, capture_output=True, text=True, timeout=HANG
+    )  # a fresh process on purpose: what it imports is the test; the timeout only catches a hang
     names = set()
     for line in proc.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -149,7 +149,9 @@ def imported_by(*args: str) -> set[str]:
 
 def test_cli_import_and_help_load_no_heavy_package():
     code = f"import sys, chitalab.cli; print(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r}))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True, timeout=HANG
+    )
     assert out.stdout.strip() == "[]"
     assert not imported_by("run.py", "--help") & {*HEAVY, "torch", "torchvision"}
 

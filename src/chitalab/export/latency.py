@@ -52,9 +52,10 @@ class SparseLinear(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         leading = x.shape[:-1]
         rows = x.reshape(-1, self.in_features)
-        if rows.shape[0] == 1:  # one row: F.linear with the CSR weight measured fastest (a CSR mat-vec)
+        # Which kernel for how many rows: the timings in benchmarks/README.md ("Sparse kernels")
+        if rows.shape[0] == 1:  # one row: F.linear with the CSR weight (a CSR mat-vec)
             out = F.linear(rows, self.weight)
-        else:  # several rows: F.linear with a CSR weight was up to 5x slower than this at 64 rows
+        else:  # several rows: torch.sparse.mm on the transposed batch
             out = torch.sparse.mm(self.weight, rows.t()).t()
         if self.bias is not None:
             out = out + self.bias

@@ -6,9 +6,9 @@ ordinary forward pass records the inputs, one backward pass to the layer outputs
 output gradients (no weight gradient is formed), and one batched product per layer turns both
 into every row of G at once. Averaging over a mini-batch of m samples is folded in: the m
 samples of a row share its summation index (linear), or form the batch of a convolution whose
-groups are the rows (convolution). On ResNet20 this took 1.45-1.7x one batched gradient, about
-what `torch.func`'s vmap takes (1.6-2.3x; benchmarks/README.md); vmap stays the path for layers
-without a rule here (`gradients.collect_gradients`).
+groups are the rows (convolution). Its cost against one batched gradient and against
+`torch.func`'s vmap is measured in docs/benchmarks.md (the `fisher` section); vmap stays the path
+for layers without a rule here (`gradients.collect_gradients`).
 
 The loss function must be the mean of per-sample losses over the batch (cross-entropy, NLL),
 and the model in eval mode, so that the samples of a batch do not interact. Only plain

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         metavar="MARKDOWN",
         help="also copy each section into the file's <!-- report:NAME --> ... <!-- /report:NAME --> block "
-        "(NAME: the experiment preset), e.g. README.md",
+        "(NAME: the experiment preset), e.g. docs/reproducing.md",
     )
     parser.add_argument(
         "--link-base",
