@@ -82,7 +82,7 @@ def gram_bytes_per_column(blocks: Sequence[tuple[int, int]], dtype: torch.dtype)
 @contextmanager
 def one_thread(device: torch.device) -> Iterator[None]:
     """Run CPU work on one thread: block solves are too small for intra-op parallelism, whose
-    thread hand-offs cost far more than they save (by 10-50x when the cores are shared)."""
+    thread hand-offs cost far more than they save, most of all on shared cores."""
     if device.type != "cpu":
         yield
         return
