@@ -17,7 +17,8 @@ from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .errors import ArgumentError, UserError, check_fraction, check_int
+from .errors import ArgumentError, UserError
+from .knobs import check_config
 
 log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
@@ -279,9 +280,8 @@ def run_job(cfg: DictConfig) -> None:
     quiet_third_party()
 
     try:
-        # The top-level values first, so a bad one fails in a second, before torch is imported.
-        check_fraction("sparsity", cfg.sparsity)
-        check_int("seed", cfg.seed, 0)
+        # Every declared knob first, so a bad value fails in a second, before torch is imported.
+        check_config(cfg)
         with graceful_stop(), run_lock(Path(cfg.paths.output_dir)):
             from .run.config import read_job  # heavy imports only once the config is known to be valid
             from .run.main import run

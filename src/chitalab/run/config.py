@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ..data import PruningDataModule
 from ..errors import UserError, check_fraction, check_int, require_extra
+from ..knobs import check_config
 from ..models import ModelSpec
 from ..outputs import dotted_keys
 from ..pruning import Pruner
@@ -135,8 +136,7 @@ def check_values(cfg: DictConfig) -> None:
     """The cheap part of `read_job` for a job not yet started (a multirun checks every job with
     it before the first starts): the top-level numbers, the pruner, pattern and run kind (without
     its callbacks, which need the job's folder) and `ckpt_path`. Raises the first error."""
-    check_fraction("sparsity", cfg.sparsity)
-    check_int("seed", cfg.seed, 0)
+    check_config(cfg)
     instantiate(cfg.pruner)
     instantiate(cfg.pattern)
     kind: RunKind = (
@@ -157,6 +157,7 @@ def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
 def read_job(cfg: DictConfig) -> JobConfig:
     """Validate and instantiate the job's objects; cheap checks and the pruner come first, so bad
     values fail before data or weights are read."""
+    check_config(cfg)
     sparsity = check_fraction("sparsity", cfg.sparsity)
     seed = check_int("seed", cfg.seed, 0)
     kind: RunKind = instantiate(cfg.schedule)  # first: a gradual schedule loads Lightning, which then seeds
