@@ -191,8 +191,8 @@ class Job:
         dense = Evaluation.of(evaluate())
         if cache is not None:
             buffers = {name: b.detach().cpu().clone() for name, b in self.net.named_buffers()}
-            cache.save(key, DenseBaseline(buffers, dense.test_acc, dense.test_loss))
-            log.info("dense baseline cache: miss; written to %s", cache.path(key))
+            if cache.save(key, DenseBaseline(buffers, dense.test_acc, dense.test_loss)):
+                log.info("dense baseline cache: miss; written to %s", cache.path(key))
         return dense
 
     def context(self, evaluate: Evaluate | None = None) -> PruneContext:
