@@ -11,6 +11,7 @@ import secrets
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,6 +24,7 @@ from .knobs import check_config
 log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
 EXIT_USER_ERROR = 2
+EXIT_BUG = 1
 FULL_KEY = re.compile(r"\nfull_key: (\S+)")
 # A short random suffix for run folder names (conf/hydra/default.yaml); cached, so one process
 # resolves it to one value.
@@ -205,9 +207,27 @@ def instantiation_error(err: BaseException, full_key: str | None) -> UserError |
     )
 
 
+LOCATE_TARGET = re.compile(r"Error locating target '([^']+)'")
+
+
+def target_error(err: BaseException, full_key: str) -> UserError | None:
+    """A `_target_` that does not import (Hydra's "Error locating target") as one line naming the key."""
+    match = LOCATE_TARGET.search(str(err))
+    if not match:
+        return None
+    cause = err.__cause__
+    inner = cause.__cause__ if cause is not None and cause.__cause__ is not None else cause
+    why = f" ({' '.join(str(inner).split())})" if inner is not None else ""
+    return UserError(
+        f"{full_key}._target_={match.group(1)} cannot be imported{why}; give a class importable from "
+        "this Python (a module on PYTHONPATH, or a config folder on hydra.searchpath whose class is installed)"
+    )
+
+
 def find_user_error(err: BaseException) -> UserError | None:
     """The UserError behind `err`, also when Hydra's instantiate wrapped it: an ArgumentError then
-    gets the config key Hydra was instantiating (`pruner.solver.iterations=...`)."""
+    gets the config key Hydra was instantiating (`pruner.solver.iterations=...`), and a library's
+    argument error (TypeError, ValueError) raised while instantiating a node names that node."""
     seen: set[int] = set()
     full_key = None
     current: BaseException | None = err
@@ -219,12 +239,43 @@ def find_user_error(err: BaseException) -> UserError | None:
         match = FULL_KEY.search(str(current))
         if match:
             full_key = match.group(1)  # the innermost wrapper names the object that failed
+            located = target_error(current, full_key)
+            if located is not None:
+                return located
         type_error = instantiation_error(current, full_key)
         if type_error is not None:
             return type_error
+        if full_key and isinstance(current, ValueError) and not FULL_KEY.search(str(current)):
+            return UserError(f"{full_key}: {' '.join(str(current).split())}")
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def file_error(err: BaseException, folders: dict[str, str]) -> UserError | None:
+    """A file-system error (OSError) as one line: the file, the system's reason, and the key whose
+    folder holds it (`folders`: key -> folder), when one does."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.strerror:
+            name = current.filename
+            where = f" {name}" if name else ""
+            key = next(
+                (k for k, folder in folders.items() if name and str(Path(str(name)).absolute()).startswith(folder)),
+                None,
+            )
+            hint = f" (under {key}; point it to a usable folder)" if key else ""
+            return UserError(f"cannot use{where}: {current.strerror}{hint}")
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+BUG = (
+    "this is a bug in chitalab, not a problem with your input: please report it with the traceback above "
+    "and the command line"
+)
 
 
 FAILED_JOBS: list[str] = []
@@ -297,9 +348,12 @@ def run_job(cfg: DictConfig) -> None:
             log_to_file(str(err))
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             raise SystemExit(err.exit_code) from None
-        user_error = find_user_error(err)
+        user_error = find_user_error(err) or file_error(err, known_folders(cfg))
         if user_error is None:
-            raise
+            log_to_file(f"{BUG}\n{traceback.format_exc()}")
+            traceback.print_exc()
+            print(f"error: {BUG}", file=sys.stderr)
+            raise SystemExit(EXIT_BUG) from None
         log_to_file(str(user_error))
         if cfg.get("keep_going", False) and multirun_job() is not None:
             FAILED_JOBS.append(f"job {multirun_job()}: {user_error}")
@@ -309,6 +363,17 @@ def run_job(cfg: DictConfig) -> None:
             )
             return
         fail(str(user_error))
+
+
+def known_folders(cfg: DictConfig) -> dict[str, str]:
+    """The folders a file-system error is reported under: key -> absolute folder (deepest first)."""
+    folders = {}
+    for key in ("paths.cache_dir", "paths.data_dir", "paths.checkpoint_dir", "paths.output_dir"):
+        try:
+            folders[key] = str(Path(str(OmegaConf.select(cfg, key))).absolute())
+        except Exception:  # an unresolvable folder (outside a Hydra job) names no key
+            continue
+    return dict(sorted(folders.items(), key=lambda item: -len(item[1])))
 
 
 def log_to_file(message: str) -> None:

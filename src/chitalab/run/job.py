@@ -95,6 +95,7 @@ class JobConfig:
     deploy: DeployOptions
     config: dict[str, Any]  # the resolved config, for the experiment logger
     dense_cache: Path | None = None  # folder of the dense baseline cache (None: off)
+    sample_counts: dict[str, int] = field(default_factory=dict)  # config key -> training samples it draws at once
 
 
 @dataclass
@@ -258,6 +259,20 @@ def target_sparsity(constraint: SparsityConstraint, sparsity: float, numel: int)
     return fixed
 
 
+def check_sample_counts(needed: int, num_train: int, counts: dict[str, int]) -> None:
+    """Refuse a pruner that draws more training samples at once than the set has, naming the
+    keys that ask for too many (`counts`: config key -> samples it draws; the pruner's own
+    attribute names when the job was not read from a config)."""
+    if needed <= num_train:
+        return
+    over = [f"{key} ({count})" for key, count in counts.items() if count > num_train]
+    keys = " and ".join(over) or "the pruner's n_samples x mini_bsz, step_search.samples or ridge_choice.samples"
+    raise UserError(
+        f"the pruner needs {needed} training samples at once but the training set has {num_train}; "
+        f"lower {keys} to at most {num_train}"
+    )
+
+
 def build_job(config: JobConfig) -> Job:
     """Load the model, set up the data (in the model's preprocessing where it has one), check that
     they fit, select the pruned weights and bind the pattern."""
@@ -268,12 +283,7 @@ def build_job(config: JobConfig) -> Job:
     net = load_model(config.model)
     datamodule.adapt_to(net)
     datamodule.setup("fit")
-    needed = config.pruner.samples_needed()
-    if needed > datamodule.num_train:
-        raise UserError(
-            f"the pruner needs {needed} training samples at once (n_samples x mini_bsz, or the step search's) "
-            f"but the training set has {datamodule.num_train}; lower pruner.gradients.n_samples"
-        )
+    check_sample_counts(config.pruner.samples_needed(), datamodule.num_train, config.sample_counts)
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     try:
