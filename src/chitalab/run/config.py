@@ -17,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..data import PruningDataModule
 from ..errors import UserError, check_fraction, check_int, require_extra
@@ -168,7 +168,7 @@ def sample_counts(cfg: DictConfig) -> dict[str, int]:
         elif target == "chitalab.pruning.RidgeChoice":
             parent = OmegaConf.select(cfg, path.rsplit(".", 1)[0])
             l2 = parent.get("l2") if parent is not None else None
-            if l2 == "auto" or (OmegaConf.is_list(l2) and len(set(l2)) > 1):
+            if l2 == "auto" or (isinstance(l2, ListConfig) and len(set(l2)) > 1):
                 counts[f"{path}.samples"] = int(node.samples)
     return counts
 
