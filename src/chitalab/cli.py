@@ -149,11 +149,20 @@ def unknown_key_message(key: str, cfg: Any) -> str:
     """`key is not a config key; did you mean X?` with X the closest existing key (its last part first)."""
     keys = config_keys(cfg)
     leaf = key.split(".")[-1]
+    if "." not in key:  # a top-level typo (sparsty): the closest top-level key
+        top = [k for k in keys if "." not in k]
+        guess = next(iter(difflib.get_close_matches(key, top, n=1, cutoff=0.6)), None)
+        if guess:
+            return f"{key} is not a config key; did you mean {guess}?"
     same_group = [k for k in keys if k.split(".")[0] == key.split(".")[0]]
     by_leaf = {k.split(".")[-1]: k for k in reversed(same_group)}
     close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
     guess = by_leaf[close[0]] if close else next(iter(difflib.get_close_matches(key, keys, n=1, cutoff=0.6)), None)
-    hint = f"; did you mean {guess}?" if guess else f"; run with --cfg job to see the keys of {key.split('.')[0]}"
+    hint = (
+        f"; did you mean {guess}?"
+        if guess
+        else f"; run with --cfg job to see the keys{f' of {key.split(chr(46))[0]}' if '.' in key else ''}"
+    )
     return f"{key} is not a config key{hint} (a new key needs a leading +, and only a class that takes it accepts it)"
 
 
@@ -184,7 +193,13 @@ def check_composition(argv: list[str], conf_dir: Path) -> str | None:
         try:
             compose("config", overrides=overrides)
         except Exception as err:
-            base = [arg for arg in overrides if "." not in arg.partition("=")[0] or arg.startswith("hydra.")]
+            unknown = UNKNOWN_KEY.search(str(err))
+            base = [
+                arg
+                for arg in overrides
+                if ("." not in arg.partition("=")[0] or arg.startswith("hydra."))
+                and not (unknown and arg.lstrip("+~").partition("=")[0] == unknown.group(1))
+            ]
             try:
                 cfg = compose("config", overrides=base)
             except Exception:
@@ -354,7 +369,7 @@ def run_job(cfg: DictConfig) -> None:
             traceback.print_exc()
             print(f"error: {BUG}", file=sys.stderr)
             raise SystemExit(EXIT_BUG) from None
-        log_to_file(str(user_error))
+        log_to_file(str(user_error) + (f" (details: {user_error.details})" if user_error.details else ""))
         if cfg.get("keep_going", False) and multirun_job() is not None:
             FAILED_JOBS.append(f"job {multirun_job()}: {user_error}")
             print(
