@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .errors import ArgumentError, UserError
 from .knobs import check_config
+from .preflight import check_files
 
 log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
@@ -39,9 +40,12 @@ def hydra_job() -> Any:
 
 
 def run_name() -> str | None:
-    """The experiment logger's run name: the job's overrides (`pruner=mp,sparsity=0.5`), None without any."""
+    """The experiment logger's run name: the job's overrides (`pruner=mp,sparsity=0.5`), or the
+    name of its run folder when it has none (a run of the defaults); None outside a Hydra job."""
     job = hydra_job()
-    return (job.job.override_dirname or None) if job is not None else None
+    if job is None:
+        return None
+    return job.job.override_dirname or Path(str(job.runtime.output_dir)).name or None
 
 
 def run_group(experiment: str | None) -> str | None:
@@ -348,6 +352,7 @@ def run_job(cfg: DictConfig) -> None:
     try:
         # Every declared knob first, so a bad value fails in a second, before torch is imported.
         check_config(cfg)
+        check_files(cfg)
         with graceful_stop(), run_lock(Path(cfg.paths.output_dir)):
             from .run.config import read_job  # heavy imports only once the config is known to be valid
             from .run.main import run

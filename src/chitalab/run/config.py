@@ -24,6 +24,7 @@ from ..errors import UserError, check_fraction, check_int, require_extra
 from ..knobs import check_config, nodes
 from ..models import ModelSpec
 from ..outputs import dotted_keys
+from ..preflight import check_files
 from ..pruning import Pruner
 from .job import DeployOptions, JobConfig, PatternFactory, RunKind
 from .results import ReportKeys
@@ -144,6 +145,7 @@ def check_values(cfg: DictConfig) -> None:
     it before the first starts): the top-level numbers, the pruner, pattern and run kind (without
     its callbacks, which need the job's folder) and `ckpt_path`. Raises the first error."""
     check_config(cfg)
+    check_files(cfg)
     instantiate(cfg.pruner)
     instantiate(cfg.pattern)
     kind: RunKind = (

@@ -273,6 +273,32 @@ def check_sample_counts(needed: int, num_train: int, counts: dict[str, int]) -> 
     )
 
 
+def warn_empty(constraint: SparsityConstraint, pruned: PrunedParams, sparsity: float) -> None:
+    """Warn when the sparsity keeps no weight at all, or none of a layer under a pattern that
+    fixes each layer's share (`layer_budgets`: per_layer's uniform mode)."""
+    k = keep_count(sparsity, pruned.numel)
+    if k == 0:
+        log.warning(
+            "sparsity=%g keeps no weight of the %d pruned: the pruned layers will be all zeros "
+            "(a sparsity below %.6g keeps at least one)",
+            sparsity,
+            pruned.numel,
+            1 - 1 / pruned.numel,
+        )
+        return
+    budgets = getattr(constraint, "layer_budgets", None)
+    if budgets is None or getattr(constraint, "mode", None) != "uniform":
+        return
+    empty = [name for name, kept in zip(pruned.names, budgets(k)) if kept == 0]
+    if empty:
+        log.warning(
+            "sparsity=%g keeps no weight of %d layer(s) under pattern.mode=uniform (%s): they will be all zeros",
+            sparsity,
+            len(empty),
+            ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else ""),
+        )
+
+
 def build_job(config: JobConfig) -> Job:
     """Load the model, set up the data (in the model's preprocessing where it has one), check that
     they fit, select the pruned weights and bind the pattern."""
@@ -295,6 +321,7 @@ def build_job(config: JobConfig) -> Job:
         constraint.check_budget(keep_count(sparsity, pruned.numel))
     except ArgumentError as err:
         raise err.with_prefix("pattern") from None
+    warn_empty(constraint, pruned, sparsity)
     log.info(
         "pruning %d weights in %d tensors of %s to sparsity %.4g (keep %d) with %s, %s",
         pruned.numel,
