@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
+MIN_FREE_BYTES = 1 << 20  # below this, a run folder is refused before Hydra writes into it
 FULL_KEY = re.compile(r"\nfull_key: (\S+)")
 # A short random suffix for run folder names (conf/hydra/default.yaml); cached, so one process
 # resolves it to one value.
@@ -86,6 +88,11 @@ def check_output_dir(argv: list[str]) -> str | None:
         existing = existing.parent
     if not os.access(existing, os.W_OK):
         return f"cannot write the run folder {target}: {existing} is not writable; set {key}=<a writable folder>"
+    if shutil.disk_usage(existing).free < MIN_FREE_BYTES:  # Hydra's own files would fail with a traceback
+        return (
+            f"cannot write the run folder {target}: no space left on device in {existing}; "
+            f"free some space there or set {key}=<a folder with space>"
+        )
     return None
 
 

@@ -103,3 +103,15 @@ def test_a_full_disk_for_the_dense_cache_is_one_warning_and_no_partial_entry(tmp
         "(cache.dense=false turns it off)"
     ]
     assert left == []
+
+
+def test_a_full_disk_for_the_run_folder_is_refused_before_hydra_writes(tmp_path):
+    from chitalab.cli import check_output_dir
+
+    with full_tmpfs(tmp_path / "out") as out:
+        message = check_output_dir([f"hydra.run.dir={out / 'run'}"])
+    assert message == (
+        f"cannot write the run folder {out / 'run'}: no space left on device in {out}; "
+        "free some space there or set hydra.run.dir=<a folder with space>"
+    )
+    assert check_output_dir([f"hydra.run.dir={tmp_path / 'elsewhere'}"]) is None
