@@ -233,6 +233,23 @@ class Ints(Knob):
         return [self.low - 1], "abc"
 
 
+@dataclass(frozen=True)
+class Node(Knob):
+    """A part built from its own config node (a mapping with `_target_`), e.g. `pruner.gradients`:
+    a string or number in its place is refused here, not by an AttributeError deep in the job."""
+
+    def check_value(self, key: str, value: Any) -> Any:
+        if not isinstance(value, dict) or "_target_" not in value:
+            raise refuse(key, value, self.rule())
+        return value
+
+    def rule(self) -> str:
+        return with_null(self, "give a config node with a _target_ (choose a group option, e.g. pruner/solver=iht)")
+
+    def bad_values(self) -> tuple[Any, Any]:
+        return {"iterations": 1}, "abc"
+
+
 AUTO = "auto"
 
 
@@ -371,15 +388,32 @@ MULTISTAGE_PRUNER: dict[str, Knob | None] = {
 
 NODES: dict[str, dict[str, Knob | None]] = {
     # pruners and their parts
-    "chitalab.pruning.ChitaPruner": {"l2": Ridge(), "first_order_term": Bool(), **DEAD},
-    "chitalab.pruning.ChitaBlockPruner": {"l2": Ridge(), "block_size": Int(low=1), **DEAD},
+    "chitalab.pruning.ChitaPruner": {
+        "l2": Ridge(),
+        "first_order_term": Bool(),
+        **DEAD,
+        "gradients": Node(),
+        "solver": Node(),
+        "polish": Node(optional=True),
+        "ridge_choice": Node(optional=True),
+        "step_search": Node(optional=True),
+    },
+    "chitalab.pruning.ChitaBlockPruner": {
+        "l2": Ridge(),
+        "block_size": Int(low=1),
+        **DEAD,
+        "gradients": Node(),
+        "ridge_choice": Node(optional=True),
+        "search": Node(optional=True),
+    },
     "chitalab.pruning.WoodFisherPruner": {
+        "gradients": Node(),
         "l2": Number(low=0, inclusive=False, wording="> 0 (WoodFisher inverts F + l2·I)"),
         "block_size": Int(low=1),
         "update": Choice(options=WOODFISHER_UPDATES),
         **DEAD,
     },
-    "chitalab.pruning.MultiStagePruner": MULTISTAGE_PRUNER,
+    "chitalab.pruning.MultiStagePruner": {**MULTISTAGE_PRUNER, "stage_pruner": Node()},
     "chitalab.pruning.MagnitudePruner": {},
     "chitalab.pruning.RidgeChoice": {"samples": SAMPLES, "batch_size": BATCH},
     "chitalab.pruning.StepSearch": {"sizes": Numbers(low=0), "samples": SAMPLES, "batch_size": BATCH},
@@ -393,7 +427,7 @@ NODES: dict[str, dict[str, Knob | None]] = {
         "store": Bool(),
         "store_max_gb": Number(low=0, inclusive=False),
     },
-    "chitalab.solver.Swap": {"time_budget_s": TIME_BUDGET, "max_swaps": Int(low=0)},
+    "chitalab.solver.Swap": {"time_budget_s": TIME_BUDGET, "max_swaps": Int(low=0), "fallback": Node(optional=True)},
     "chitalab.solver.ActiveSet": {**IHT_KNOBS, "expand": Number(low=1)},
     "chitalab.solver.IHT": IHT_KNOBS,
     "chitalab.solver.Backsolve": {},

@@ -78,9 +78,6 @@ NOT_KNOBS = {
     "dataset.datamodule.num_classes",
     "model.net.num_classes",
     "model.net.pretrained",
-    # set by the suite, not by users
-    "pruner.step_search",
-    "pruner.stage_pruner.step_search",
 }
 
 
