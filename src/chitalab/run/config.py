@@ -24,7 +24,6 @@ from ..errors import UserError, check_fraction, check_int, require_extra
 from ..knobs import check_config, nodes
 from ..models import ModelSpec
 from ..outputs import dotted_keys
-from ..preflight import check_files
 from ..pruning import Pruner
 from .job import DeployOptions, JobConfig, PatternFactory, RunKind
 from .results import ReportKeys
@@ -144,8 +143,9 @@ def check_values(cfg: DictConfig) -> None:
     """The cheap part of `read_job` for a job not yet started (a multirun checks every job with
     it before the first starts): the top-level numbers, the pruner, pattern and run kind (without
     its callbacks, which need the job's folder) and `ckpt_path`. Raises the first error."""
-    check_config(cfg)
-    check_files(cfg)
+    check_config(
+        cfg
+    )  # the data folders are checked by each job (a preset's jobs share them: one line, not one per job)
     instantiate(cfg.pruner)
     instantiate(cfg.pattern)
     kind: RunKind = (
