@@ -75,3 +75,13 @@ class Diverging(Solver):
         w, _ = constraint.project(problem.w_bar, k)
         w = torch.where(w != 0, torch.full_like(w, float("nan")), w)
         return SolveResult(w=w, objective=float("nan"), iterations=0, converged=False)
+
+
+class Broken(Solver):
+    """A solver with a bug (it indexes past its input): what a defect in the suite's own code does."""
+
+    name = "broken"
+    variant = "broken"
+
+    def solve(self, problem: Problem, k: int, constraint: SparsityConstraint) -> SolveResult:
+        return [][k]

@@ -8,20 +8,26 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .errors import ArgumentError, UserError, check_fraction, check_int
+from .errors import ArgumentError, UserError
+from .knobs import check_config
+from .preflight import check_files
 
 log = logging.getLogger(__name__)
 CHECKED_GROUPS = ("model", "dataset", "pruner", "pattern", "schedule", "logger", "experiment")
 EXIT_USER_ERROR = 2
+EXIT_BUG = 1
+MIN_FREE_BYTES = 1 << 20  # below this, a run folder is refused before Hydra writes into it
 FULL_KEY = re.compile(r"\nfull_key: (\S+)")
 # A short random suffix for run folder names (conf/hydra/default.yaml); cached, so one process
 # resolves it to one value.
@@ -36,9 +42,12 @@ def hydra_job() -> Any:
 
 
 def run_name() -> str | None:
-    """The experiment logger's run name: the job's overrides (`pruner=mp,sparsity=0.5`), None without any."""
+    """The experiment logger's run name: the job's overrides (`pruner=mp,sparsity=0.5`), or the
+    name of its run folder when it has none (a run of the defaults); None outside a Hydra job."""
     job = hydra_job()
-    return (job.job.override_dirname or None) if job is not None else None
+    if job is None:
+        return None
+    return job.job.override_dirname or Path(str(job.runtime.output_dir)).name or None
 
 
 def run_group(experiment: str | None) -> str | None:
@@ -79,6 +88,11 @@ def check_output_dir(argv: list[str]) -> str | None:
         existing = existing.parent
     if not os.access(existing, os.W_OK):
         return f"cannot write the run folder {target}: {existing} is not writable; set {key}=<a writable folder>"
+    if shutil.disk_usage(existing).free < MIN_FREE_BYTES:  # Hydra's own files would fail with a traceback
+        return (
+            f"cannot write the run folder {target}: no space left on device in {existing}; "
+            f"free some space there or set {key}=<a folder with space>"
+        )
     return None
 
 
@@ -146,11 +160,20 @@ def unknown_key_message(key: str, cfg: Any) -> str:
     """`key is not a config key; did you mean X?` with X the closest existing key (its last part first)."""
     keys = config_keys(cfg)
     leaf = key.split(".")[-1]
+    if "." not in key:  # a top-level typo (sparsty): the closest top-level key
+        top = [k for k in keys if "." not in k]
+        guess = next(iter(difflib.get_close_matches(key, top, n=1, cutoff=0.6)), None)
+        if guess:
+            return f"{key} is not a config key; did you mean {guess}?"
     same_group = [k for k in keys if k.split(".")[0] == key.split(".")[0]]
     by_leaf = {k.split(".")[-1]: k for k in reversed(same_group)}
     close = difflib.get_close_matches(leaf, list(by_leaf), n=1, cutoff=0.6)
     guess = by_leaf[close[0]] if close else next(iter(difflib.get_close_matches(key, keys, n=1, cutoff=0.6)), None)
-    hint = f"; did you mean {guess}?" if guess else f"; run with --cfg job to see the keys of {key.split('.')[0]}"
+    hint = (
+        f"; did you mean {guess}?"
+        if guess
+        else f"; run with --cfg job to see the keys{f' of {key.split(chr(46))[0]}' if '.' in key else ''}"
+    )
     return f"{key} is not a config key{hint} (a new key needs a leading +, and only a class that takes it accepts it)"
 
 
@@ -181,7 +204,13 @@ def check_composition(argv: list[str], conf_dir: Path) -> str | None:
         try:
             compose("config", overrides=overrides)
         except Exception as err:
-            base = [arg for arg in overrides if "." not in arg.partition("=")[0] or arg.startswith("hydra.")]
+            unknown = UNKNOWN_KEY.search(str(err))
+            base = [
+                arg
+                for arg in overrides
+                if ("." not in arg.partition("=")[0] or arg.startswith("hydra."))
+                and not (unknown and arg.lstrip("+~").partition("=")[0] == unknown.group(1))
+            ]
             try:
                 cfg = compose("config", overrides=base)
             except Exception:
@@ -204,9 +233,27 @@ def instantiation_error(err: BaseException, full_key: str | None) -> UserError |
     )
 
 
+LOCATE_TARGET = re.compile(r"Error locating target '([^']+)'")
+
+
+def target_error(err: BaseException, full_key: str) -> UserError | None:
+    """A `_target_` that does not import (Hydra's "Error locating target") as one line naming the key."""
+    match = LOCATE_TARGET.search(str(err))
+    if not match:
+        return None
+    cause = err.__cause__
+    inner = cause.__cause__ if cause is not None and cause.__cause__ is not None else cause
+    why = f" ({' '.join(str(inner).split())})" if inner is not None else ""
+    return UserError(
+        f"{full_key}._target_={match.group(1)} cannot be imported{why}; give a class importable from "
+        "this Python (a module on PYTHONPATH, or a config folder on hydra.searchpath whose class is installed)"
+    )
+
+
 def find_user_error(err: BaseException) -> UserError | None:
     """The UserError behind `err`, also when Hydra's instantiate wrapped it: an ArgumentError then
-    gets the config key Hydra was instantiating (`pruner.solver.iterations=...`)."""
+    gets the config key Hydra was instantiating (`pruner.solver.iterations=...`), and a library's
+    argument error (TypeError, ValueError) raised while instantiating a node names that node."""
     seen: set[int] = set()
     full_key = None
     current: BaseException | None = err
@@ -218,12 +265,43 @@ def find_user_error(err: BaseException) -> UserError | None:
         match = FULL_KEY.search(str(current))
         if match:
             full_key = match.group(1)  # the innermost wrapper names the object that failed
+            located = target_error(current, full_key)
+            if located is not None:
+                return located
         type_error = instantiation_error(current, full_key)
         if type_error is not None:
             return type_error
+        if full_key and isinstance(current, ValueError) and not FULL_KEY.search(str(current)):
+            return UserError(f"{full_key}: {' '.join(str(current).split())}")
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def file_error(err: BaseException, folders: dict[str, str]) -> UserError | None:
+    """A file-system error (OSError) as one line: the file, the system's reason, and the key whose
+    folder holds it (`folders`: key -> folder), when one does."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, OSError) and current.strerror:
+            name = current.filename
+            where = f" {name}" if name else ""
+            key = next(
+                (k for k, folder in folders.items() if name and str(Path(str(name)).absolute()).startswith(folder)),
+                None,
+            )
+            hint = f" (under {key}; point it to a usable folder)" if key else ""
+            return UserError(f"cannot use{where}: {current.strerror}{hint}")
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+BUG = (
+    "this is a bug in chitalab, not a problem with your input: please report it with the traceback above "
+    "and the command line"
+)
 
 
 FAILED_JOBS: list[str] = []
@@ -279,9 +357,9 @@ def run_job(cfg: DictConfig) -> None:
     quiet_third_party()
 
     try:
-        # The top-level values first, so a bad one fails in a second, before torch is imported.
-        check_fraction("sparsity", cfg.sparsity)
-        check_int("seed", cfg.seed, 0)
+        # Every declared knob first, so a bad value fails in a second, before torch is imported.
+        check_config(cfg)
+        check_files(cfg)
         with graceful_stop(), run_lock(Path(cfg.paths.output_dir)):
             from .run.config import read_job  # heavy imports only once the config is known to be valid
             from .run.main import run
@@ -297,10 +375,13 @@ def run_job(cfg: DictConfig) -> None:
             log_to_file(str(err))
             print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
             raise SystemExit(err.exit_code) from None
-        user_error = find_user_error(err)
+        user_error = find_user_error(err) or file_error(err, known_folders(cfg))
         if user_error is None:
-            raise
-        log_to_file(str(user_error))
+            log_to_file(f"{BUG}\n{traceback.format_exc()}")
+            traceback.print_exc()
+            print(f"error: {BUG}", file=sys.stderr)
+            raise SystemExit(EXIT_BUG) from None
+        log_to_file(str(user_error) + (f" (details: {user_error.details})" if user_error.details else ""))
         if cfg.get("keep_going", False) and multirun_job() is not None:
             FAILED_JOBS.append(f"job {multirun_job()}: {user_error}")
             print(
@@ -309,6 +390,17 @@ def run_job(cfg: DictConfig) -> None:
             )
             return
         fail(str(user_error))
+
+
+def known_folders(cfg: DictConfig) -> dict[str, str]:
+    """The folders a file-system error is reported under: key -> absolute folder (deepest first)."""
+    folders = {}
+    for key in ("paths.cache_dir", "paths.data_dir", "paths.checkpoint_dir", "paths.output_dir"):
+        try:
+            folders[key] = str(Path(str(OmegaConf.select(cfg, key))).absolute())
+        except Exception:  # an unresolvable folder (outside a Hydra job) names no key
+            continue
+    return dict(sorted(folders.items(), key=lambda item: -len(item[1])))
 
 
 def log_to_file(message: str) -> None:

@@ -7,7 +7,12 @@ import math
 
 
 class UserError(Exception):
-    """A bad value or missing file that the user can fix; the message says how."""
+    """A bad value or missing file that the user can fix; the message says how. `details` (a
+    library's full message, say) go to the run's log file only, not to the terminal."""
+
+    def __init__(self, message: str, details: str | None = None):
+        super().__init__(message)
+        self.details = details
 
 
 class ArgumentError(UserError):

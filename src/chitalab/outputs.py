@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import resource
 from pathlib import Path
@@ -15,6 +17,26 @@ RESULTS_FILE = "results.json"
 WEIGHTS_FILE = "pruned.pt"
 
 
+def save_torch(obj: Any, path: str | Path) -> None:
+    """`torch.save(obj, path)` through memory and one ordinary file write, so that a full disk is
+    an OSError saying so (torch's own file writer reports it as `[enforce fail at
+    inline_container.cc] unexpected pos ...`)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with open(path, "wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_error(path: Path, err: BaseException) -> UserError:
+    """One line for a failed write of `path`: the system's reason, and what to do about a full disk."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
+    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+        reason += f" in {path.parent}; free some space there or write elsewhere (hydra.run.dir=...)"
+    return UserError(f"cannot write {path}: {reason}")
+
+
 def atomic_write(path: Path, write) -> None:
     """`write(partial)` then rename; a failed write (read-only folder, full disk) leaves no
     `.part` behind and is reported as a UserError naming the file."""
@@ -22,13 +44,12 @@ def atomic_write(path: Path, write) -> None:
     try:
         write(partial)
         os.replace(partial, path)
-    except (OSError, RuntimeError) as err:  # torch.save reports a full disk as a RuntimeError
+    except (OSError, RuntimeError) as err:  # torch.save reports some write errors as a RuntimeError
         try:
             partial.unlink(missing_ok=True)
         except OSError:
             pass
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else " ".join(str(err).split())
-        raise UserError(f"cannot write {path}: {reason}") from None
+        raise write_error(path, err) from None
 
 
 def save_outputs(out_dir: Path, state_dict: dict, results_json: str) -> None:
@@ -39,7 +60,7 @@ def save_outputs(out_dir: Path, state_dict: dict, results_json: str) -> None:
     except OSError as err:
         raise UserError(f"cannot create the run folder {out_dir}: {err.strerror or err}") from None
     cpu_state = {k: v.detach().cpu() for k, v in state_dict.items()}
-    atomic_write(out_dir / WEIGHTS_FILE, lambda p: torch.save(cpu_state, p))
+    atomic_write(out_dir / WEIGHTS_FILE, lambda p: save_torch(cpu_state, p))
     atomic_write(out_dir / RESULTS_FILE, lambda p: p.write_text(results_json))
 
 

@@ -1,12 +1,16 @@
 """Progress reporting: a tqdm bar on a terminal, a plain log line every `PLAIN_EVERY_S` seconds
-otherwise (a log file or CI output gets no carriage returns)."""
+otherwise (a log file or CI output gets no carriage returns). Phases without a loop of their
+own to report on (a solve, a Lightning fit, an evaluation) get a `heartbeat`: off a terminal, a
+line every `PLAIN_EVERY_S` seconds from a background thread while they run."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
@@ -40,3 +44,34 @@ def plain_lines(items: Iterable[T], desc: str, unit: str) -> Iterator[T]:
         if time.monotonic() - last >= PLAIN_EVERY_S:
             log.info("%s: %d%s %s", desc, done, f"/{total}" if total is not None else "", unit)
             last = time.monotonic()
+
+
+@contextmanager
+def heartbeat(
+    desc: str, enabled: bool = True, status: Callable[[], str] | None = None, every_s: float | None = None
+) -> Iterator[None]:
+    """While the block runs, log `desc: still running after N s[, status()]` every `every_s`
+    seconds (default `PLAIN_EVERY_S`), when `enabled` and stderr is not a terminal (where bars
+    and the terminal's own liveliness do)."""
+    if not enabled or on_terminal():
+        yield
+        return
+    period = PLAIN_EVERY_S if every_s is None else every_s
+    stop = threading.Event()
+    started = time.monotonic()
+
+    def beat() -> None:
+        while not stop.wait(period):
+            try:
+                extra = f", {status()}" if status is not None else ""
+            except Exception:  # a status read mid-update: the line without it
+                extra = ""
+            log.info("%s: still running after %.0f s%s", desc, time.monotonic() - started, extra)
+
+    thread = threading.Thread(target=beat, name="chitalab-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

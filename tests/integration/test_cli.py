@@ -235,7 +235,8 @@ BAD_INPUTS = {
     ),
     "too_many_samples": (
         ["pruner.gradients.n_samples=2001"],
-        "needs 2001 training samples at once (n_samples x mini_bsz, or the step search's) but the training set has 2000",
+        "the pruner needs 2001 training samples at once but the training set has 2000; "
+        "lower pruner.gradients.n_samples (2001) to at most 2000",
     ),
     "missing_checkpoint": (
         ["model.checkpoint=/nonexistent/model.ckpt"],

@@ -93,16 +93,35 @@ def test_mnist_reads_an_array_file_when_asked(tmp_path):
 
 
 def test_source_errors_name_the_value_and_the_choices(tmp_path):
-    with pytest.raises(UserError, match="dataset.source='hdf5' is not allowed; choose one of: auto, torchvision, npz"):
+    with pytest.raises(UserError, match="^source='hdf5' is not allowed; choose one of: auto, torchvision, npz"):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), source="hdf5")
-    with pytest.raises(
-        UserError, match="dataset.normalization='imagenet' is not allowed; choose one of: paper, checkpoint"
-    ):
+    with pytest.raises(UserError, match="^normalization='imagenet' is not allowed; choose one of: paper, checkpoint"):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), normalization="imagenet")
-    with pytest.raises(UserError, match="dataset.source=npz but .*cifar10.npz does not exist"):
+    with pytest.raises(
+        UserError,
+        match="^dataset.datamodule.source=npz but .*cifar10.npz does not exist; set dataset.datamodule.npz_file",
+    ):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), source="npz").setup()
-    with pytest.raises(UserError, match="dataset.download is false"):
+    with pytest.raises(UserError, match="dataset.datamodule.download is false"):
         CIFAR10DataModule(str(tmp_path), str(tmp_path), download=False).setup()
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_a_bad_source_read_through_the_config_names_hydras_full_key(tmp_path, dataset):
+    """The class names its argument; the CLI adds the key Hydra was instantiating."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from chitalab.cli import find_user_error
+    from tests.support import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"dataset={dataset}", "dataset.datamodule.source=hdf5"])
+    with pytest.raises(Exception) as info:
+        instantiate(cfg.dataset.datamodule)
+    assert str(find_user_error(info.value)) == (
+        "dataset.datamodule.source='hdf5' is not allowed; choose one of: auto, torchvision, npz"
+    )
 
 
 def test_crop_and_flip_moves_whole_windows_and_pads_with_the_fill_value():

@@ -89,8 +89,11 @@ def test_a_download_with_the_pinned_hash_is_kept(tmp_path):
 
 
 def test_a_full_disk_leaves_no_part_file_and_names_the_file(tmp_path, monkeypatch):
-    def full(obj, path):
-        Path(path).write_bytes(b"half")
+    def full(obj, target):
+        if isinstance(target, (str, Path)):
+            Path(target).write_bytes(b"half")
+        else:
+            target.write(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", full)

@@ -80,9 +80,7 @@ class PruningDataModule(ABC):
         self.shuffle = shuffle
         # test batches: inference has its own best size (smaller batches stay in the CPU's caches)
         self.eval_batch_size = (
-            batch_size
-            if eval_batch_size is None
-            else check_int("dataset.datamodule.eval_batch_size", eval_batch_size, 1)
+            batch_size if eval_batch_size is None else check_int("eval_batch_size", eval_batch_size, 1)
         )
 
     def prepare_data(self) -> None:  # noqa: B027 (a hook; the default does nothing)

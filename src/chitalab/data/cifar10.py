@@ -47,7 +47,7 @@ class CIFAR10DataModule(ImageArrayDataModule):
         eval_batch_size: int | None = None,
     ):
         if normalization not in NORMALIZATIONS:
-            raise choice_error("dataset.normalization", normalization, tuple(NORMALIZATIONS))
+            raise choice_error("normalization", normalization, tuple(NORMALIZATIONS))
         mean, std = NORMALIZATIONS[normalization]
         super().__init__(
             data_dir,

@@ -14,6 +14,7 @@ from torchvision import transforms
 from torchvision.datasets import ImageFolder
 
 from ..errors import UserError, check_choice
+from ..preflight import missing_split
 from .base import EpochShuffle, PruningDataModule
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,9 @@ class ImageFolderDataModule(PruningDataModule):
         self.eval_transform = transforms.Compose(
             [transforms.Resize(resize), transforms.CenterCrop(image_size), *normalize]
         )
-        for split in ("train", "val"):  # at construction: before the model is built (seconds for a timm one)
-            if not (self.root / split).is_dir():
-                raise UserError(
-                    f"{self.root / split} does not exist; point dataset.datamodule.root (default: "
-                    "$CHITA_DATA_DIR/imagenet) at a folder with train/ and val/ holding one folder per class, "
-                    "or use dataset=synthetic_imagenet for a run on random 224x224 images"
-                )
+        missing = missing_split(self.root)  # at construction: before the model is built (seconds for a timm one)
+        if missing is not None:
+            raise missing
         self.train_set: ImageFolder | None = None
         self.fisher_set: ImageFolder | None = None
         self.val_set: ImageFolder | None = None

@@ -49,7 +49,7 @@ class ImageArrayDataModule(TensorDataModule):
     ):
         super().__init__(batch_size, num_workers, shuffle, eval_batch_size)
         if source not in SOURCES:
-            raise choice_error("dataset.source", source, SOURCES)
+            raise choice_error("source", source, SOURCES)  # the CLI adds the key (dataset.datamodule)
         self.data_dir = Path(data_dir)
         self.cache_dir = Path(cache_dir)
         self.source = source
@@ -86,7 +86,7 @@ class ImageArrayDataModule(TensorDataModule):
 
     def missing(self, where: Path) -> UserError:
         """The error for torchvision's files absent at `setup` (not downloaded, or not allowed to be)."""
-        why = "dataset.download is false" if not self.download else "they were not downloaded (prepare_data)"
+        why = "dataset.datamodule.download is false" if not self.download else "they were not downloaded (prepare_data)"
         return UserError(
             f"{self.title} not found in {where} or {self.npz_path} and {why}; point paths.data_dir "
             "(or CHITA_DATA_DIR) at a folder with torchvision's files or the array file"
@@ -102,7 +102,8 @@ class ImageArrayDataModule(TensorDataModule):
             return self.read_torchvision()
         if not self.npz_path.is_file():
             raise UserError(
-                f"dataset.source=npz but {self.npz_path} does not exist; set dataset.npz_file or paths.data_dir"
+                f"dataset.datamodule.source=npz but {self.npz_path} does not exist; "
+                "set dataset.datamodule.npz_file or paths.data_dir"
             )
         log.info("%s: reading the array file %s", self.title, self.npz_path)
         return read_npz(self.npz_path)

@@ -12,6 +12,7 @@ variant that measured faster, so it is never slower than dense by more than the 
 from __future__ import annotations
 
 import copy
+import logging
 import statistics
 import time
 import warnings
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .macs import layer_kind, weight_of
+
+log = logging.getLogger(__name__)
 
 
 def to_csr(weight: Tensor) -> Tensor:
@@ -148,10 +151,12 @@ def interleaved_medians(
     min_repeats: int = 3,
     budget_s: float | None = None,
     warmup: int = 1,
+    deadline: float | None = None,
 ) -> tuple[dict[str, float], int]:
     """Median seconds of each function, timed round by round (all functions once per round,
     the order rotated each round); stops after `repeats` rounds, or after `min_repeats` once
-    `budget_s` is spent. Returns the medians and the rounds done."""
+    `budget_s` is spent, or after one round once `deadline` (a `time.perf_counter()` value, a
+    hard limit) has passed. Returns the medians and the rounds done."""
     names = list(fns)
     with torch.no_grad():
         for _ in range(warmup):
@@ -167,7 +172,10 @@ def interleaved_medians(
                 fns[name]()
                 times[name].append(time.perf_counter() - begin)
             rounds += 1
-            if budget_s is not None and rounds >= min_repeats and time.perf_counter() - started > budget_s:
+            now = time.perf_counter()
+            if budget_s is not None and rounds >= min_repeats and now - started > budget_s:
+                break
+            if deadline is not None and now > deadline:
                 break
     last_times.clear()
     last_times.update(times)
@@ -224,15 +232,32 @@ def measure_latency(
 ) -> dict[str, Any]:
     """Dense, sparse (every pruned layer that has a sparse kernel) and fastest (per layer the
     faster of the two, by the per-layer timings) latency in milliseconds per batch, end to
-    end and per pruned layer. `budget_s` is shared out over the batch sizes and measurements."""
+    end and per pruned layer. `budget_s` is shared out over the batch sizes and measurements and
+    is also a hard limit: once it is spent, a measurement stops after the round it is in (fewer
+    rounds than `repeats`), the remaining layers are not timed one by one and the remaining
+    batch sizes are skipped; the log says so, and the result records the rounds and skips."""
+    started = time.perf_counter()
+    deadline = None if budget_s is None else started + budget_s
+    if budget_s is not None:
+        log.info(
+            "deploy latency: dense vs sparse at batch size(s) %s, within %.3g s (deploy.latency_budget_s)",
+            ", ".join(map(str, batch_sizes)),
+            budget_s,
+        )
     net = net.eval()
     candidates = [n for n in pruned_names if sparse_version_exists(net.get_submodule(_module_name(n)))]
     sparse_net = sparsify(net, candidates)
     out: dict[str, Any] = {"threads": None, "kernels": KERNELS, "batches": {}}
+    skipped: list[int] = []
+    untimed: set[str] = set()
+    fewest = repeats + 1
     share = None if budget_s is None else budget_s / (len(batch_sizes) * (2 if per_layer else 1))
     with num_threads(threads) as used:
         out["threads"] = used
         for batch in batch_sizes:
+            if deadline is not None and time.perf_counter() > deadline:
+                skipped.append(batch)
+                continue
             x = batch_of(example_input, batch)
             layers = []
             chosen = list(candidates)
@@ -241,6 +266,9 @@ def measure_latency(
                 layer_budget = None if share is None else share / len(candidates)
                 chosen = []
                 for name in candidates:
+                    if deadline is not None and time.perf_counter() > deadline:
+                        untimed.add(name)  # not timed alone: it stays dense in the fastest model
+                        continue
                     dense_layer = net.get_submodule(_module_name(name))
                     sparse_layer = sparse_net.get_submodule(_module_name(name))
                     xi = inputs[name]
@@ -248,7 +276,9 @@ def measure_latency(
                         {"dense": partial(dense_layer, xi), "sparse": partial(sparse_layer, xi)},
                         repeats,
                         budget_s=layer_budget,
+                        deadline=deadline,
                     )
+                    fewest = min(fewest, rounds)
                     kind = layer_kind(dense_layer)
                     layers.append(
                         {
@@ -270,7 +300,9 @@ def measure_latency(
                 {"dense": partial(net, x), "sparse": partial(sparse_net, x), "fastest": partial(fastest_net, x)},
                 repeats,
                 budget_s=share,
+                deadline=deadline,
             )
+            fewest = min(fewest, rounds)
             out["batches"][str(batch)] = {
                 "dense_ms": _ms(medians["dense"]),
                 "sparse_ms": _ms(medians["sparse"]),
@@ -282,6 +314,25 @@ def measure_latency(
                 "rounds": rounds,
                 "layers": layers,
             }
+    seconds = time.perf_counter() - started
+    out["budget"] = {
+        "budget_s": budget_s,
+        "seconds": seconds,
+        "fewest_rounds": fewest if fewest <= repeats else None,
+        "skipped_batches": skipped,
+        "untimed_layers": len(untimed),
+    }
+    if budget_s is not None and (fewest < repeats or skipped or untimed):
+        log.info(
+            "deploy latency: %.3g s measured within a %.3g s budget (deploy.latency_budget_s): at least %s of %d "
+            "rounds%s%s; raise the budget for steadier figures",
+            seconds,
+            budget_s,
+            fewest if fewest <= repeats else 0,
+            repeats,
+            f", {len(untimed)} layer(s) not timed alone" if untimed else "",
+            f", batch size(s) {', '.join(map(str, skipped))} skipped" if skipped else "",
+        )
     return out
 
 

@@ -96,8 +96,23 @@ class FisherGradients:
             self._open_or_write()
         if self._whole is not None:
             return self._whole[:, start:stop]
-        assert self._stored is not None
-        return self._stored.read(start, stop)
+        if self._stored is None:  # the store could not be written: this job goes on without it
+            return self._collect((start, stop))
+        try:
+            return self._stored.read(start, stop)
+        except OSError as err:  # the entry became unreadable since it was opened
+            self._without_store(err)
+            return self._collect((start, stop))
+
+    def _without_store(self, err: OSError) -> None:
+        """Go on without the store (its folder is read-only, full, gone, ...), with one warning."""
+        assert self.store is not None
+        log.warning(
+            "Fisher store: cannot use %s (%s); going on without it (cache.fisher=false turns it off)",
+            self.store.root,
+            err.strerror or err,
+        )
+        self.store_status, self._stored = "off", None
 
     def _open_or_write(self) -> None:
         """Read the store's entry for this G (whole when the plan has one group, else opened for
@@ -118,11 +133,15 @@ class FisherGradients:
             log.info("Fisher store: hit (%s)", self.store.path(key))
             return
         self.store_status = "miss"
-        if whole:
-            self._whole = self._collect(None)
-            self.store.write(key, n, p, dtype, [self._whole])  # one block: G's column-major bytes as they are
-        else:
-            self._stored = self.store.write(key, n, p, dtype, self._finite_chunks(self.one_pass_chunk_size()))
+        try:
+            if whole:
+                self._whole = self._collect(None)
+                self.store.write(key, n, p, dtype, [self._whole])  # one block: G's column-major bytes as they are
+            else:
+                self._stored = self.store.write(key, n, p, dtype, self._finite_chunks(self.one_pass_chunk_size()))
+        except OSError as err:  # nothing half-written stays: the store writes under a temporary name
+            self._without_store(err)
+            return
         log.info("Fisher store: miss; G computed and written to %s", self.store.path(key))
 
     def one_pass_chunk_size(self) -> int:

@@ -147,7 +147,10 @@ class FisherStore:
 
     def _discard(self, key: str, err: Exception) -> None:
         log.warning("Fisher store: entry %s is unusable (%s); removed, recomputing", self.path(key).name, err)
-        self.path(key).unlink(missing_ok=True)
+        try:
+            self.path(key).unlink(missing_ok=True)
+        except OSError:  # a read-only folder: the entry stays, and is recomputed by every job
+            pass
 
     def _header(self, key: str, n: int, p: int, dtype: torch.dtype) -> dict | None:
         """The entry's header, checked against what is asked for and the file's size (None: no
@@ -168,7 +171,10 @@ class FisherStore:
         size = path.stat().st_size
         if size != HEADER_BYTES + n * p * itemsize:
             raise StoreError(f"{size} bytes, expected {HEADER_BYTES + n * p * itemsize} (truncated)")
-        os.utime(path)
+        try:
+            os.utime(path)
+        except OSError:  # a read-only store is read as it is (its eviction order is not ours to keep)
+            pass
         return header
 
     @staticmethod

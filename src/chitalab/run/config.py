@@ -17,10 +17,11 @@ from typing import Any, cast
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..data import PruningDataModule
 from ..errors import UserError, check_fraction, check_int, require_extra
+from ..knobs import check_config, nodes
 from ..models import ModelSpec
 from ..outputs import dotted_keys
 from ..pruning import Pruner
@@ -84,6 +85,13 @@ def report_keys(cfg: DictConfig) -> ReportKeys:
     return ReportKeys(experiment=report.get("experiment"), ablation=ablation)
 
 
+def patterns(value: Any) -> list[str]:
+    """A list of shell patterns: a single string is one pattern (not its characters)."""
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
 def read_model(cfg: DictConfig) -> ModelSpec:
     """`cfg.model` as a ModelSpec (its network instantiated with random weights)."""
     if cfg.get("pretrained") and cfg.get("checkpoint"):
@@ -99,8 +107,8 @@ def read_model(cfg: DictConfig) -> ModelSpec:
         trust_checkpoint=bool(cfg.get("trust_checkpoint", False)),
         bn_recalibration=bool(cfg.get("bn_recalibration", False)),
         bn_recalibration_samples=(None if count is None else check_int("model.bn_recalibration_samples", count, 1)),
-        include=list(prune.get("include") or ["*"]),
-        exclude=list(prune.get("exclude") or []),
+        include=patterns(prune.get("include")) or ["*"],
+        exclude=patterns(prune.get("exclude")),
     )
 
 
@@ -135,14 +143,36 @@ def check_values(cfg: DictConfig) -> None:
     """The cheap part of `read_job` for a job not yet started (a multirun checks every job with
     it before the first starts): the top-level numbers, the pruner, pattern and run kind (without
     its callbacks, which need the job's folder) and `ckpt_path`. Raises the first error."""
-    check_fraction("sparsity", cfg.sparsity)
-    check_int("seed", cfg.seed, 0)
+    check_config(
+        cfg
+    )  # the data folders are checked by each job (a preset's jobs share them: one line, not one per job)
     instantiate(cfg.pruner)
     instantiate(cfg.pattern)
     kind: RunKind = (
         instantiate(cfg.schedule, callbacks=None) if "callbacks" in cfg.schedule else instantiate(cfg.schedule)
     )
     read_ckpt_path(cfg.get("ckpt_path"), kind)
+
+
+def sample_counts(cfg: DictConfig) -> dict[str, int]:
+    """Every knob that draws training samples at once, by its full key, with how many it draws:
+    each gradient source's `n_samples` (times `mini_bsz`), each step search's `samples`, and the
+    `samples` of a ridge choice whose pruner has a grid of λ (a single λ draws none)."""
+    counts: dict[str, int] = {}
+    for path, node in nodes(cfg.pruner, "pruner"):
+        target = node.get("_target_")
+        if target == "chitalab.fisher.GradientSource":
+            mini_bsz = int(node.get("mini_bsz", 1))
+            key = f"{path}.n_samples" + (f" x {path}.mini_bsz" if mini_bsz > 1 else "")
+            counts[key] = int(node.n_samples) * mini_bsz
+        elif target == "chitalab.pruning.StepSearch":
+            counts[f"{path}.samples"] = int(node.samples)
+        elif target == "chitalab.pruning.RidgeChoice":
+            parent = OmegaConf.select(cfg, path.rsplit(".", 1)[0])
+            l2 = parent.get("l2") if parent is not None else None
+            if l2 == "auto" or (isinstance(l2, ListConfig) and len(set(l2)) > 1):
+                counts[f"{path}.samples"] = int(node.samples)
+    return counts
 
 
 def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
@@ -157,6 +187,7 @@ def read_logger(cfg: DictConfig) -> Callable[[], Any] | None:
 def read_job(cfg: DictConfig) -> JobConfig:
     """Validate and instantiate the job's objects; cheap checks and the pruner come first, so bad
     values fail before data or weights are read."""
+    check_config(cfg)
     sparsity = check_fraction("sparsity", cfg.sparsity)
     seed = check_int("seed", cfg.seed, 0)
     kind: RunKind = instantiate(cfg.schedule)  # first: a gradual schedule loads Lightning, which then seeds
@@ -188,6 +219,7 @@ def read_job(cfg: DictConfig) -> JobConfig:
         deploy=instantiate(cfg.deploy) if cfg.get("deploy") else DeployOptions(latency=False),
         config=cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True)),
         dense_cache=Path(cfg.paths.cache_dir) / "dense" if cfg.get("cache", {}).get("dense", False) else None,
+        sample_counts=sample_counts(cfg),
     )
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from ..errors import ArgumentError, UserError, check_choice, check_fraction, check_int, check_number
+from ..progress import heartbeat
 from ..pruning.schedules import SPARSITY_SCHEDULES, pruning_epochs, sparsity_levels
 from ..training import Classifier, CosineRestarts, GradualPruning, LastCheckpoint, evaluate_model
 from ..training.module import OptimizerFactory
@@ -95,7 +97,10 @@ class Gradual:
         dense = Evaluation.of(module.evaluate(trainer, test_loader, "dense"))
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
         module.train()
-        trainer.fit(module, train_dataloaders=c.datamodule.train_dataloader(), ckpt_path=c.ckpt_path, weights_only=True)
+        with heartbeat("training", c.progress, status=lambda: training_status(trainer, self.epochs)):
+            trainer.fit(
+                module, train_dataloaders=c.datamodule.train_dataloader(), ckpt_path=c.ckpt_path, weights_only=True
+            )
         after = Evaluation.of(module.evaluate(trainer, test_loader, "pruned"))
         log.info("after gradual pruning: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)
         return RunOutcome(
@@ -133,3 +138,8 @@ def check_optimizer(optimizer: OptimizerFactory) -> OptimizerFactory:
                         f"optimizer.betas={list(value)!r} is not allowed; it must be two numbers in [0, 1)",
                     )
     return optimizer
+
+
+def training_status(trainer: Any, epochs: int) -> str:
+    """Where a fit is, for the heartbeat line: the epoch of `epochs` and the optimizer steps done."""
+    return f"epoch {trainer.current_epoch + 1}/{epochs}, {trainer.global_step} steps"

@@ -95,6 +95,7 @@ class JobConfig:
     deploy: DeployOptions
     config: dict[str, Any]  # the resolved config, for the experiment logger
     dense_cache: Path | None = None  # folder of the dense baseline cache (None: off)
+    sample_counts: dict[str, int] = field(default_factory=dict)  # config key -> training samples it draws at once
 
 
 @dataclass
@@ -191,8 +192,8 @@ class Job:
         dense = Evaluation.of(evaluate())
         if cache is not None:
             buffers = {name: b.detach().cpu().clone() for name, b in self.net.named_buffers()}
-            cache.save(key, DenseBaseline(buffers, dense.test_acc, dense.test_loss))
-            log.info("dense baseline cache: miss; written to %s", cache.path(key))
+            if cache.save(key, DenseBaseline(buffers, dense.test_acc, dense.test_loss)):
+                log.info("dense baseline cache: miss; written to %s", cache.path(key))
         return dense
 
     def context(self, evaluate: Evaluate | None = None) -> PruneContext:
@@ -258,6 +259,46 @@ def target_sparsity(constraint: SparsityConstraint, sparsity: float, numel: int)
     return fixed
 
 
+def check_sample_counts(needed: int, num_train: int, counts: dict[str, int]) -> None:
+    """Refuse a pruner that draws more training samples at once than the set has, naming the
+    keys that ask for too many (`counts`: config key -> samples it draws; the pruner's own
+    attribute names when the job was not read from a config)."""
+    if needed <= num_train:
+        return
+    over = [f"{key} ({count})" for key, count in counts.items() if count > num_train]
+    keys = " and ".join(over) or "the pruner's n_samples x mini_bsz, step_search.samples or ridge_choice.samples"
+    raise UserError(
+        f"the pruner needs {needed} training samples at once but the training set has {num_train}; "
+        f"lower {keys} to at most {num_train}"
+    )
+
+
+def warn_empty(constraint: SparsityConstraint, pruned: PrunedParams, sparsity: float) -> None:
+    """Warn when the sparsity keeps no weight at all, or none of a layer under a pattern that
+    fixes each layer's share (`layer_budgets`: per_layer's uniform mode)."""
+    k = keep_count(sparsity, pruned.numel)
+    if k == 0:
+        log.warning(
+            "sparsity=%g keeps no weight of the %d pruned: the pruned layers will be all zeros "
+            "(a sparsity below %.6g keeps at least one)",
+            sparsity,
+            pruned.numel,
+            1 - 1 / pruned.numel,
+        )
+        return
+    budgets = getattr(constraint, "layer_budgets", None)
+    if budgets is None or getattr(constraint, "mode", None) != "uniform":
+        return
+    empty = [name for name, kept in zip(pruned.names, budgets(k)) if kept == 0]
+    if empty:
+        log.warning(
+            "sparsity=%g keeps no weight of %d layer(s) under pattern.mode=uniform (%s): they will be all zeros",
+            sparsity,
+            len(empty),
+            ", ".join(empty[:5]) + (", ..." if len(empty) > 5 else ""),
+        )
+
+
 def build_job(config: JobConfig) -> Job:
     """Load the model, set up the data (in the model's preprocessing where it has one), check that
     they fit, select the pruned weights and bind the pattern."""
@@ -268,12 +309,7 @@ def build_job(config: JobConfig) -> Job:
     net = load_model(config.model)
     datamodule.adapt_to(net)
     datamodule.setup("fit")
-    needed = config.pruner.samples_needed()
-    if needed > datamodule.num_train:
-        raise UserError(
-            f"the pruner needs {needed} training samples at once (n_samples x mini_bsz, or the step search's) "
-            f"but the training set has {datamodule.num_train}; lower pruner.gradients.n_samples"
-        )
+    check_sample_counts(config.pruner.samples_needed(), datamodule.num_train, config.sample_counts)
     check_compatible(net, datamodule, config.model.name, config.dataset)
     pruned = select_pruned(net, list(config.model.include), list(config.model.exclude))
     try:
@@ -285,6 +321,7 @@ def build_job(config: JobConfig) -> Job:
         constraint.check_budget(keep_count(sparsity, pruned.numel))
     except ArgumentError as err:
         raise err.with_prefix("pattern") from None
+    warn_empty(constraint, pruned, sparsity)
     log.info(
         "pruning %d weights in %d tensors of %s to sparsity %.4g (keep %d) with %s, %s",
         pruned.numel,

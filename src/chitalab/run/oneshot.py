@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 from ..outputs import flatten_metrics
+from ..progress import heartbeat
 from ..training.inference import evaluate_model
 from .job import Job, RunOutcome
 from .results import Evaluation
@@ -36,7 +37,8 @@ class OneShot:
         def evaluate() -> dict[str, float]:
             return evaluate_model(job.net, test_loader, c.num_classes, channels_last=self.channels_last)
 
-        dense = job.dense_baseline(evaluate, channels_last=self.channels_last)
+        with heartbeat("dense baseline", c.progress):
+            dense = job.dense_baseline(evaluate, channels_last=self.channels_last)
         log.info("dense model: test accuracy %.2f%%, loss %.4f", dense.test_acc, dense.test_loss)
         stages_done = 0
 
@@ -50,9 +52,11 @@ class OneShot:
             stages_done += 1
             return metrics
 
-        outcome = c.pruner.prune(job.context(evaluate=evaluate_stage), job.sparsity)
+        with heartbeat(f"pruning with {c.pruner.label()}", c.progress):
+            outcome = c.pruner.prune(job.context(evaluate=evaluate_stage), job.sparsity)
         job.pruned.assign(outcome.weights)
-        after = Evaluation.of(evaluate())
+        with heartbeat("evaluating the pruned model", c.progress):
+            after = Evaluation.of(evaluate())
         log.info("pruned model: test accuracy %.2f%%, loss %.4f", after.test_acc, after.test_loss)
         return RunOutcome(
             dense=dense,

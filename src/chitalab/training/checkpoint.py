@@ -11,12 +11,15 @@ from the start of that epoch. The last save is at the end of training.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+
+from ..models.safe_load import sha256
 
 log = logging.getLogger(__name__)
 LAST_CHECKPOINT = "last.ckpt"
@@ -51,6 +54,7 @@ class LastCheckpoint(pl.Callback):
         try:
             trainer.save_checkpoint(partial, weights_only=False)  # the full state: a resume needs it
             if trainer.is_global_zero:
+                record_checksum(partial, self.path)
                 os.replace(partial, self.path)
         except BaseException:
             if trainer.is_global_zero:
@@ -80,6 +84,41 @@ class LastCheckpoint(pl.Callback):
                 and isinstance(progress, dict)
             ):
                 zero_current(progress)
+
+
+CHECKSUM_SUFFIX = ".sha256"
+
+
+def checksum_file(path: Path) -> Path:
+    """Where the SHA-256 of checkpoint `path` is kept: `<path>.sha256`, beside it."""
+    return path.with_name(path.name + CHECKSUM_SUFFIX)
+
+
+def record_checksum(written: Path, final: Path) -> None:
+    """Record the SHA-256 of `written` (the `.part` file about to be renamed to `final`) in
+    `final`'s checksum file, keeping the previous one too: a kill between this write and the
+    rename leaves the old checkpoint, whose digest is still listed, so a resume still passes."""
+    digest = sha256(written)
+    record = checksum_file(final)
+    try:
+        previous = json.loads(record.read_text()).get("sha256", [])[:1]
+    except (OSError, ValueError, AttributeError):
+        previous = []
+    partial = record.with_name(record.name + ".part")
+    partial.write_text(json.dumps({"sha256": [digest, *previous]}) + "\n")
+    os.replace(partial, record)
+
+
+def verify_checksum(path: Path) -> bool | None:
+    """Whether checkpoint `path` has a digest its checksum file lists (None: no checksum file)."""
+    record = checksum_file(path)
+    if not record.is_file():
+        return None
+    try:
+        listed = json.loads(record.read_text()).get("sha256", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return sha256(path) in listed
 
 
 def zero_current(progress: dict[str, Any]) -> None:
