@@ -32,7 +32,7 @@ clock; a time budget is an explicit opt-in, and the result says what stopped the
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -146,13 +146,11 @@ class _Search:
         return out
 
 
-def _column_chunks(problem: Problem) -> list[tuple[int, Tensor]]:
-    """G's columns, SCREEN_CHUNK at a time, with where each chunk starts."""
+def _column_chunks(problem: Problem) -> Iterator[tuple[int, Tensor]]:
+    """G's columns, SCREEN_CHUNK at a time (one copy in memory at once), with where each starts."""
     device = problem.G.device
-    return [
-        (start, problem.columns(torch.arange(start, min(start + SCREEN_CHUNK, problem.p), device=device)))
-        for start in range(0, problem.p, SCREEN_CHUNK)
-    ]
+    for start in range(0, problem.p, SCREEN_CHUNK):
+        yield start, problem.columns(torch.arange(start, min(start + SCREEN_CHUNK, problem.p), device=device))
 
 
 def _dense(problem: Problem, x: _Fit) -> Tensor:
