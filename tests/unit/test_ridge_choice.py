@@ -98,11 +98,10 @@ def test_the_swap_path_never_ends_above_each_ridges_backsolve():
 
 
 class PrefersSmallest(RidgeChoice):
-    """A choice that always sits at the grid's low edge, to drive the widening."""
+    """Held-out losses that always put the choice at the grid's low edge, to drive the widening."""
 
-    def __call__(self, ctx, w_bar, candidates):
-        chosen = min(candidates)
-        return chosen, {"l2_chosen": chosen, "l2_heldout_losses": {f"{l2:g}": l2 for l2 in candidates}}
+    def heldout_losses(self, ctx, w_bar, candidates):
+        return {l2: l2 for l2 in candidates}
 
 
 def test_auto_widens_the_grid_while_the_choice_sits_at_its_edge_and_a_given_grid_does_not():

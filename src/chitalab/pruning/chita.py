@@ -190,19 +190,24 @@ class ChitaPruner(Pruner):
     def _choose(self, ctx: PruneContext, b: _Bound, k: int) -> tuple[float, dict[float, _Candidate], dict]:
         """The grid's solutions and the λ of lowest held-out training loss among them; with
         `l2: auto`, while that λ sits at an edge of the λ tried, the grid is widened by a decade
-        on that side (up to `AUTO_LIMITS`) and the choice made again."""
+        on that side (up to `AUTO_LIMITS`), only the new λ solved and evaluated, and the choice
+        made again."""
         solved = self._candidates(ctx, b, k, self.l2_grid)
         if len(solved) == 1:
             return self.l2_grid[0], solved, {}
         w_bar = ctx.pruned.flatten()
-        while True:
-            l2, choice = self.ridge_choice(ctx, w_bar, {value: c.w for value, c in solved.items()})
-            low, high = min(solved), max(solved)
-            wider = l2 / 10 if l2 == low else l2 * 10 if l2 == high else None
-            if not self.widen or wider is None or not AUTO_LIMITS[0] <= wider <= AUTO_LIMITS[1]:
-                return l2, solved, choice
+        losses = self.ridge_choice.heldout_losses(ctx, w_bar, {value: c.w for value, c in solved.items()})
+        while self.widen:
+            l2 = min(losses, key=lambda value: losses[value])
+            wider = l2 / 10 if l2 == min(losses) else l2 * 10 if l2 == max(losses) else None
+            if wider is None or not AUTO_LIMITS[0] <= wider <= AUTO_LIMITS[1]:
+                break
             log.info("l2 %g, chosen on held-out training loss, is at the edge of the grid; trying %g", l2, wider)
-            solved.update(self._candidates(ctx, b, k, [wider]))
+            new = self._candidates(ctx, b, k, [wider])
+            solved.update(new)
+            losses.update(self.ridge_choice.heldout_losses(ctx, w_bar, {value: c.w for value, c in new.items()}))
+        l2, choice = self.ridge_choice.choose(losses)
+        return l2, solved, choice
 
     def prune(self, ctx: PruneContext, sparsity: float) -> PruneResult:
         w_bar = ctx.pruned.flatten()

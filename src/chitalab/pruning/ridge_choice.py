@@ -64,6 +64,11 @@ class RidgeChoice:
     def __call__(self, ctx: PruneContext, w_bar: Tensor, candidates: dict[float, Tensor]) -> tuple[float, dict]:
         """The chosen λ and what results.json records of the choice (λ and every candidate's
         held-out loss). The model is left with w̄."""
+        return self.choose(self.heldout_losses(ctx, w_bar, candidates))
+
+    def heldout_losses(self, ctx: PruneContext, w_bar: Tensor, candidates: dict[float, Tensor]) -> dict[float, float]:
+        """Each candidate's mean loss on the held-out draw (the same draw at every call of one
+        step and stage, so losses from several calls compare). The model is left with w̄."""
         x, y = ctx.draw(PURPOSE, self.samples)
         x, y = x.to(w_bar.device), y.to(w_bar.device)
         losses = {}
@@ -71,6 +76,10 @@ class RidgeChoice:
             ctx.pruned.assign(w.to(w_bar.dtype))
             losses[l2] = mean_loss(ctx, x, y, self.batch_size)
         ctx.pruned.assign(w_bar)
+        return losses
+
+    def choose(self, losses: dict[float, float]) -> tuple[float, dict]:
+        """The λ of lowest held-out loss, and the record of the choice."""
         chosen = min(losses, key=lambda l2: losses[l2])
         if len(losses) > 2 and chosen in (min(losses), max(losses)):
             log.info(

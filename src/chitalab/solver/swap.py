@@ -474,18 +474,17 @@ def swap_path(
         _check(pr, batch, max_batch, swaps_per_round)
     first = problems[0]
     k = max(0, min(k, first.p))
+    if k in (0, first.p):
+        return [_trivial(pr, k) for pr in problems]
     supports = [_start_support(pr, k, w0) for pr in problems]
-    if k in (0, first.p) or any(not torch.equal(supports[0], other) for other in supports[1:]):
-        return [
-            swap_search(pr, k, w0, max_swaps, time_budget_s, batch, max_batch, swaps_per_round, tol, refresh_every)
-            for pr in problems
-        ]
-    shared = _SharedFactor(_Search(first), supports[0], [pr.ridge for pr in problems])
+    shared = None
+    if all(torch.equal(supports[0], other) for other in supports[1:]):
+        shared = _SharedFactor(_Search(first), supports[0], [pr.ridge for pr in problems])
     starts = [] if w0 is None else [hard_threshold(w0.to(first.w_bar), k)[0]]
     results = []
     for t, pr in enumerate(problems):
         s = _Search(pr)
-        x = s.fit(supports[0].clone(), screening=shared.beta[t], factor=shared.factor(t))
+        x = s.fit(supports[t]) if shared is None else s.fit(supports[t], shared.beta[t], shared.factor(t))
         results.append(
             _search(s, x, starts, max_swaps, time_budget_s, batch, max_batch, swaps_per_round, tol, refresh_every)
         )
